@@ -1,0 +1,57 @@
+# mod_http_upload_hmac: ejabberd module + NIF + libuv upload server.
+#   make          build everything into priv/ and ebin/
+#   make run      install what is missing (as root), build, start a private ejabberd with the
+#                 module and the upload server on embedded defaults
+#   make check    install what is missing (as root), build (release, ASan/UBSan, fuzzers),
+#                 run every test; ends with "N passed, N failed"
+#   make bench    benchmarks against reference servers
+
+# Debian 12 packages the build, the tests and the demo need.
+DEB_PACKAGES := make gcc clang libc6-dev libuv1-dev libssl-dev libyaml-dev libsqlite3-dev \
+                node-llhttp erlang-nox erlang-dev erlang-eunit ejabberd go-sendxmpp \
+                python3 python3-slixmpp curl openssl ca-certificates procps
+
+EJABBERD_INC := $(firstword $(wildcard /usr/lib/*/ejabberd-*/include))
+EJABBERD_EBIN := $(firstword $(wildcard /usr/lib/*/ejabberd-*/ebin))
+XMPP_INC     := $(firstword $(wildcard /usr/lib/erlang/lib/p1_xmpp-*/include))
+ERLC_FLAGS   := +debug_info -I $(EJABBERD_INC) -I $(XMPP_INC) -pa $(EJABBERD_EBIN)
+ERL_SRC      := $(wildcard src/*.erl)
+BEAMS        := $(ERL_SRC:src/%.erl=ebin/%.beam)
+JOBS         ?= 2
+
+.PHONY: all c beams deps run check bench bench-smoke clean
+
+all: c beams
+
+c:
+	$(MAKE) -j$(JOBS) -C c_src
+
+beams: $(BEAMS)
+
+ebin/%.beam: src/%.erl $(wildcard src/*.hrl)
+	@mkdir -p ebin
+	erlc $(ERLC_FLAGS) -o ebin $<
+
+# Installs missing Debian packages when run as root (apt-get update once, then install).
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "Missing Debian packages:$$missing (run as root to install them)"; exit 1; fi; \
+	  echo "Installing:$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+run: deps all
+	/usr/bin/python3 test/lib/demo.py
+
+check: deps all
+	$(MAKE) -j$(JOBS) -C c_src unit
+	$(MAKE) -j$(JOBS) -C c_src SAN=1
+	$(MAKE) -j$(JOBS) -C c_src fuzzers
+	/usr/bin/python3 test/run
+
+clean:
+	$(MAKE) -C c_src clean
+	rm -rf ebin

@@ -1,0 +1,55 @@
+/* The upload server's settings, read from ejabberd.yml: modules: mod_http_upload_hmac: with
+ * host_config: <host>: modules: mod_http_upload_hmac: keys overriding them when a host is given.
+ * Option names and defaults are documented in README.md (and the module's mod_doc/0). */
+#ifndef HU_CONFIG_H
+#define HU_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "token.h"
+
+#define HU_MAX_SECRETS 8
+
+typedef struct {
+    char *server_url;     /* hmac_server_url (required) */
+    char *url_prefix;     /* path of server_url without trailing '/', "" for root (derived) */
+    char *secrets[HU_MAX_SECRETS]; /* [0] current (hmac_shared_secret or _file), then
+                                      hmac_previous_secrets, still accepted for verification */
+    size_t secret_lens[HU_MAX_SECRETS];
+    size_t n_secrets;
+    uint64_t max_size;            /* max_size, default 104857600 */
+    uint64_t quota_per_user;      /* quota_per_user, default 1073741824; 0 = unlimited */
+    uint64_t token_expiry;        /* token_expiry seconds, default 86400 */
+    char **allowed_extensions;    /* allowed_extensions, lowercased, with leading '.'; */
+    size_t n_allowed_extensions;  /*   empty = all */
+    char *listen_host;            /* listen, default "127.0.0.1:5443" */
+    uint16_t listen_port;
+    char *storage_dir;            /* storage_dir, default "/var/lib/hmac-upload" */
+    unsigned legacy_protocols;    /* hu_legacy_scheme bits, default all three */
+    int strict_content_type;      /* strict_content_type, default 0 */
+    char **cors_origins;          /* cors_origins, default ["*"] */
+    size_t n_cors_origins;
+    uint32_t max_days;            /* max_days, default 0 = keep files forever */
+    char *ledger_path;            /* ledger_path, default <storage_dir>/ledger.sqlite3 */
+    int fsync;                    /* fsync, default 1 */
+    uint32_t max_connections;     /* max_connections, default 4096 */
+    uint32_t header_timeout;      /* header_timeout seconds, default 10 */
+    uint32_t idle_timeout;        /* idle_timeout seconds, default 60 */
+    char *access_log;             /* access_log path, default NULL = stdout; "none" = off */
+} hu_config;
+
+/* Parses ejabberd.yml text. host may be NULL (no host_config overrides). "@HOST@" in string
+ * values is replaced by host (or the first entry of hosts:). On error returns -EINVAL and writes
+ * one line into err naming the key and the problem, e.g.
+ * "modules.mod_http_upload_hmac.max_size: expected a non-negative integer, got \"big\"".
+ * base_dir resolves relative hmac_shared_secret_file paths (the config file's directory). */
+int hu_config_parse(const char *text, size_t len, const char *host, const char *base_dir,
+                    hu_config *out, char *err, size_t errlen);
+
+/* Reads and parses a file; the error line starts with the path. */
+int hu_config_load(const char *path, const char *host, hu_config *out, char *err, size_t errlen);
+
+void hu_config_free(hu_config *c);
+
+#endif

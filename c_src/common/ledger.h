@@ -1,0 +1,58 @@
+/* The ledger: quota usage, open reservations, stored files and the audit log, in one SQLite
+ * database (WAL mode) shared by the NIF (slot grants) and the upload server (completions,
+ * downloads, expiry). Whoever opens it first creates or migrates the schema (user_version).
+ * Every function returns 0 or a negative errno; -EDQUOT for "over quota", -ENOENT for
+ * "no such row", -EIO for any SQLite failure (the message goes to hu_ledger_errmsg). */
+#ifndef HU_LEDGER_H
+#define HU_LEDGER_H
+
+#include <stdint.h>
+
+typedef struct hu_ledger hu_ledger;
+
+int hu_ledger_open(const char *path, hu_ledger **out);
+void hu_ledger_close(hu_ledger *l);
+const char *hu_ledger_errmsg(const hu_ledger *l);
+
+/* Slot grant, in one IMMEDIATE transaction: drops the user's expired reservations, then
+ * requires used + reserved + size <= quota (a per-user override replaces default_quota;
+ * quota 0 = unlimited) and inserts the reservation (slot path, user, size, expires) and an
+ * audit row. On -EDQUOT, *retry_at is the earliest expiry among the user's open reservations
+ * (0 when none will free anything), and a "refused" audit row is written. */
+int hu_ledger_reserve(hu_ledger *l, const char *path, const char *user, uint64_t size,
+                      int64_t expires, int64_t now, uint64_t default_quota, int64_t *retry_at);
+
+typedef struct {
+    const char *path;        /* P: slot/filename (relative to storage_dir) */
+    const char *user;        /* bare JID, or NULL for legacy uploads */
+    uint64_t size;
+    const char *content_type;
+    const char *sha256_hex;
+    int64_t created;         /* Unix seconds */
+    int64_t expires;         /* 0 = never (max_days unset) */
+    const char *source_ip;
+    const char *scheme;      /* "bearer", "v1", "v2", "token" */
+} hu_stored_file;
+
+/* Upload completion, in one transaction: deletes the reservation for f->path (if any), inserts
+ * the stored-file row, writes an "upload" audit row. Called after the file is durable, before
+ * the 201. */
+int hu_ledger_commit_upload(hu_ledger *l, const hu_stored_file *f);
+
+/* Bytes stored and reserved (unexpired at now) by user, and the quota that applies. */
+int hu_ledger_usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
+                    uint64_t *used, uint64_t *reserved, uint64_t *quota);
+
+/* Per-user quota override; clear restores the default. */
+int hu_ledger_set_quota(hu_ledger *l, const char *user, uint64_t quota);
+int hu_ledger_clear_quota(hu_ledger *l, const char *user);
+
+/* Removes a stored-file row (the caller unlinks the file) and audits it with reason. */
+int hu_ledger_delete_file(hu_ledger *l, const char *path, const char *reason);
+
+/* Appends one audit row: event is "grant", "upload", "refused", "download", "delete", ...;
+ * user and path may be NULL; detail is free text (may be NULL). */
+int hu_ledger_audit(hu_ledger *l, int64_t now, const char *event, const char *user,
+                    const char *path, uint64_t size, const char *detail);
+
+#endif

@@ -1,0 +1,29 @@
+/* Upload paths: what may appear after the base URL, and what may be a file name.
+ * Paths are never trusted: the result of hu_upload_path_parse can be joined under storage_dir
+ * and cannot escape it. */
+#ifndef HU_UPLOAD_PATH_H
+#define HU_UPLOAD_PATH_H
+
+#include "token.h"
+
+#define HU_MAX_SEGMENT_LEN 255
+#define HU_MAX_SEGMENTS 8
+
+/* One path segment or file name, already decoded: 1..255 bytes of valid UTF-8, no '/', '\\',
+ * NUL or other control bytes (< 0x20, 0x7f), and no leading '.' (which rules out "." and "..",
+ * and keeps the server's hidden metadata and partial files out of reach). 0 or -EINVAL. */
+int hu_segment_check(hu_slice seg);
+
+/* raw is the request-target path before any '?', still percent-encoded, e.g.
+ * "/upload/<slot>/<file%20name>". prefix is the base path, e.g. "/upload" (no trailing '/';
+ * "" for the root). Strips prefix + "/", percent-decodes, and checks 1..HU_MAX_SEGMENTS
+ * segments with hu_segment_check (an encoded "%2F" is refused, as is an empty segment "//").
+ * Writes P (decoded, relative, NUL-terminated) into out.
+ * Returns P's length, -ENOENT if raw is not under prefix, -EINVAL if malformed or longer than
+ * HU_MAX_PATH_LEN or outcap - 1. */
+long hu_upload_path_parse(hu_slice raw, hu_slice prefix, char *out, size_t outcap);
+
+/* The last segment of a decoded path (the file name). */
+hu_slice hu_upload_path_basename(hu_slice path);
+
+#endif

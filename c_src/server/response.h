@@ -1,0 +1,36 @@
+/* Building response heads into a bounded buffer: status line, the headers every response
+ * carries (Date, CORS, security), and an error body. No I/O. */
+#ifndef HU_RESPONSE_H
+#define HU_RESPONSE_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "http_request.h"
+
+#define HU_RESPONSE_HEAD_MAX 2048
+
+typedef struct {
+    char buf[HU_RESPONSE_HEAD_MAX + 512]; /* head, plus room for a short error body */
+    size_t len;
+    int overflow;
+} hu_response;
+
+/* "HTTP/1.1 <status> <reason>\r\n" + Date + (when the request sent an Origin the config
+ * allows) CORS headers. */
+void hu_response_start(hu_response *r, int status, const hu_config *cfg,
+                       const hu_http_head *req);
+void hu_response_header(hu_response *r, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Ends the head: Connection, blank line. */
+void hu_response_end(hu_response *r, int keep_alive);
+
+/* A complete error response with a one-line text body (none for HEAD). */
+void hu_response_error(hu_response *r, int status, const hu_config *cfg,
+                       const hu_http_head *req, int keep_alive);
+
+/* The CORS allow-origin value for this request's Origin, or NULL (not allowed / no Origin). */
+const char *hu_cors_origin(const hu_config *cfg, const hu_http_head *req, char *buf,
+                           size_t cap);
+
+#endif

@@ -1,0 +1,60 @@
+/* The upload server: the listener, the live settings, signals and the connection set. */
+#ifndef HU_SERVER_H
+#define HU_SERVER_H
+
+#include <stdio.h>
+#include <uv.h>
+
+#include "config.h"
+#include "storage.h"
+
+/* Settings a request runs with: a config and what was opened from it. Reference-counted so
+ * SIGHUP can swap in new settings while requests that started under the old ones finish. */
+typedef struct {
+    hu_config cfg;
+    hu_storage storage;
+    int refs;
+} hu_settings;
+
+typedef struct hu_conn hu_conn;
+
+typedef struct hu_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t drain_timer;
+    hu_settings *settings;
+    const char *config_path;
+    const char *host;
+    FILE *access_log;
+    int access_log_owned;
+    hu_conn *conns; /* doubly linked, for draining */
+    size_t n_conns;
+    int draining;
+    int exit_code;
+} hu_server;
+
+/* Loads the config, opens storage, binds and listens; prints the "listening on" line.
+ * On failure prints one error line to stderr and returns a negative errno. */
+int hu_server_start(hu_server *srv, uv_loop_t *loop, const char *config_path, const char *host);
+
+/* Re-reads the config; keeps the old settings when the new ones do not load. */
+void hu_server_reload(hu_server *srv);
+
+/* Stops accepting; closes idle connections; exits the loop when the rest are done. */
+void hu_server_drain(hu_server *srv);
+
+/* Called by a connection after it is freed (draining ends when none are left). */
+void hu_server_conn_gone(hu_server *srv);
+
+/* Frees what the server still holds once the loop has ended. */
+void hu_server_free(hu_server *srv);
+
+hu_settings *hu_settings_acquire(hu_settings *s);
+void hu_settings_release(hu_settings *s);
+
+/* Loads settings from a config file (error line into err). */
+int hu_settings_load(const char *path, const char *host, hu_settings **out, char *err,
+                     size_t errlen);
+
+#endif

@@ -1,0 +1,207 @@
+#include "storage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec.h"
+
+static int open_subdir(int dirfd, const char *name, int *out) {
+    if (mkdirat(dirfd, name, 0750) < 0 && errno != EEXIST)
+        return -errno;
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    *out = fd;
+    return 0;
+}
+
+int hu_storage_open(const char *dir, int do_fsync, hu_storage *s) {
+    s->dirfd = s->partfd = s->metafd = -1;
+    s->do_fsync = do_fsync;
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+        return -errno;
+    s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0)
+        return -errno;
+    int rc = open_subdir(s->dirfd, ".partial", &s->partfd);
+    if (rc == 0)
+        rc = open_subdir(s->dirfd, ".meta", &s->metafd);
+    if (rc < 0)
+        hu_storage_close(s);
+    return rc;
+}
+
+void hu_storage_close(hu_storage *s) {
+    int *fds[] = {&s->dirfd, &s->partfd, &s->metafd};
+    for (size_t i = 0; i < 3; i++) {
+        if (*fds[i] >= 0)
+            close(*fds[i]);
+        *fds[i] = -1;
+    }
+}
+
+void hu_storage_key(const char *path, size_t len, char key[HU_STORAGE_KEY_LEN + 1]) {
+    uint8_t md[SHA256_DIGEST_LENGTH];
+    SHA256((const uint8_t *)path, len, md);
+    hu_hex_encode(md, sizeof md, key);
+}
+
+int hu_storage_exists(const hu_storage *s, const char *path) {
+    struct stat st;
+    if (fstatat(s->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return 1;
+    return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+}
+
+int hu_storage_begin(const hu_storage *s, const char *key, int *fd_out) {
+    int fd = openat(s->partfd, key, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return errno == EEXIST ? -EBUSY : -errno;
+    *fd_out = fd;
+    return 0;
+}
+
+int hu_storage_write(int fd, const char *buf, size_t len, uint64_t off) {
+    while (len > 0) {
+        ssize_t n = pwrite(fd, buf, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        buf += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int fsync_dir_at(int dirfd, const char *rel) {
+    int fd = openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+/* mkdir -p for the directories of P, relative to storage_dir; fsyncs each parent that got a
+ * new entry so the new directories survive a crash. */
+static int make_parents(const hu_storage *s, const char *path) {
+    char dir[HU_MAX_PATH_LEN + 1];
+    size_t n = strlen(path);
+    if (n >= sizeof dir)
+        return -ENAMETOOLONG;
+    memcpy(dir, path, n + 1);
+    for (char *p = dir; (p = strchr(p, '/')) != NULL; p++) {
+        *p = '\0';
+        if (mkdirat(s->dirfd, dir, 0750) == 0) {
+            if (s->do_fsync) {
+                char *slash = strrchr(dir, '/');
+                int rc;
+                if (slash == NULL) {
+                    rc = fsync(s->dirfd) < 0 ? -errno : 0;
+                } else {
+                    *slash = '\0';
+                    rc = fsync_dir_at(s->dirfd, dir);
+                    *slash = '/';
+                }
+                if (rc < 0)
+                    return rc;
+            }
+        } else if (errno != EEXIST) {
+            return -errno;
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
+static int write_meta_tmp(const hu_storage *s, const char *name, const hu_file_meta *m) {
+    char buf[HU_META_MAX_BYTES];
+    long len = hu_file_meta_format(m, buf, sizeof buf);
+    if (len < 0)
+        return (int)len;
+    int fd = openat(s->partfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    int rc = hu_storage_write(fd, buf, (size_t)len, 0);
+    if (rc == 0 && s->do_fsync && fsync(fd) < 0)
+        rc = -errno;
+    close(fd);
+    if (rc < 0)
+        unlinkat(s->partfd, name, 0);
+    return rc;
+}
+
+int hu_storage_publish(const hu_storage *s, const char *key, int fd, const char *path,
+                       const hu_file_meta *m) {
+    char meta_tmp[HU_STORAGE_KEY_LEN + 8];
+    snprintf(meta_tmp, sizeof meta_tmp, "%s.meta", key);
+    int rc = 0;
+    if (s->do_fsync && fsync(fd) < 0)
+        rc = -errno;
+    close(fd);
+    if (rc == 0)
+        rc = write_meta_tmp(s, meta_tmp, m);
+    if (rc == 0)
+        rc = make_parents(s, path);
+    /* The commit point: link() never replaces an existing file. */
+    if (rc == 0 && linkat(s->partfd, key, s->dirfd, path, 0) < 0)
+        rc = -errno;
+    if (rc == 0 && renameat(s->partfd, meta_tmp, s->metafd, key) < 0)
+        rc = -errno; /* the file is published; GET falls back to the extension's type */
+    if (rc == 0 && s->do_fsync) {
+        const char *slash = strrchr(path, '/');
+        if (slash == NULL) {
+            rc = fsync(s->dirfd) < 0 ? -errno : 0;
+        } else {
+            char dir[HU_MAX_PATH_LEN + 1];
+            size_t dn = (size_t)(slash - path);
+            memcpy(dir, path, dn);
+            dir[dn] = '\0';
+            rc = fsync_dir_at(s->dirfd, dir);
+        }
+        if (rc == 0 && fsync(s->metafd) < 0)
+            rc = -errno;
+    }
+    unlinkat(s->partfd, key, 0);
+    unlinkat(s->partfd, meta_tmp, 0);
+    return rc;
+}
+
+void hu_storage_abort(const hu_storage *s, const char *key, int fd) {
+    if (fd >= 0)
+        close(fd);
+    unlinkat(s->partfd, key, 0);
+}
+
+int hu_storage_open_file(const hu_storage *s, const char *path, int *fd_out, struct stat *st) {
+    int fd = openat(s->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return errno == ENOTDIR || errno == ELOOP || errno == EISDIR ? -ENOENT : -errno;
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+        close(fd);
+        return -ENOENT;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int hu_storage_read_meta(const hu_storage *s, const char *path, hu_file_meta *m) {
+    char key[HU_STORAGE_KEY_LEN + 1], buf[HU_META_MAX_BYTES];
+    hu_storage_key(path, strlen(path), key);
+    int fd = openat(s->metafd, key, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, sizeof buf);
+    int err = errno;
+    close(fd);
+    if (n < 0)
+        return -err;
+    return hu_file_meta_parse(buf, (size_t)n, m);
+}
