@@ -26,4 +26,8 @@ long hu_upload_path_parse(hu_slice raw, hu_slice prefix, char *out, size_t outca
 /* The last segment of a decoded path (the file name). */
 hu_slice hu_upload_path_basename(hu_slice path);
 
+/* 1 when filename ends in one of exts (lowercase, with the leading '.'; compared
+ * case-insensitively), or when n == 0 (no list = every extension allowed); else 0. */
+int hu_extension_allowed(hu_slice filename, char *const *exts, size_t n);
+
 #endif
