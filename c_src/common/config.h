@@ -26,7 +26,7 @@ typedef struct {
     char *listen_host;            /* listen, default "127.0.0.1:5443" */
     uint16_t listen_port;
     char *storage_dir;            /* storage_dir, default "/var/lib/hmac-upload" */
-    unsigned legacy_protocols;    /* hu_legacy_scheme bits, default all three */
+    unsigned legacy_protocols;    /* hu_legacy_scheme bits, default none */
     int strict_content_type;      /* strict_content_type, default 0 */
     char **cors_origins;          /* cors_origins, default ["*"] */
     size_t n_cors_origins;

@@ -207,7 +207,7 @@ void hu_handle_put(hu_conn *c, const hu_http_head *h) {
     u->work.data = u;
     int rc = hu_upload_authorize(&c->set->cfg, h, (int64_t)time(NULL), &u->grant);
     if (rc == 0) {
-        snprintf(c->user, sizeof c->user, "%s", u->grant.user);
+        snprintf(c->user, sizeof c->user, "%.127s", u->grant.user); /* log only */
         int exists = hu_storage_exists(&c->set->storage, u->grant.path);
         rc = exists == 1 ? -EEXIST : exists;
     }

@@ -28,7 +28,7 @@ static int try_secrets(const hu_config *cfg, const hu_bearer_fields *f, hu_slice
     int rc = -EACCES;
     for (size_t i = 0; i < cfg->n_secrets && rc == -EACCES; i++)
         rc = hu_bearer_verify((hu_slice){cfg->secrets[i], cfg->secret_lens[i]}, f, token, now);
-    return rc;
+    return rc == -EINVAL ? -EACCES : rc; /* a token that does not even parse is a bad token: 403 */
 }
 
 static int try_legacy(const hu_config *cfg, hu_legacy_scheme scheme, hu_slice path,
@@ -37,7 +37,7 @@ static int try_legacy(const hu_config *cfg, hu_legacy_scheme scheme, hu_slice pa
     for (size_t i = 0; i < cfg->n_secrets && rc == -EACCES; i++)
         rc = hu_legacy_verify((hu_slice){cfg->secrets[i], cfg->secret_lens[i]}, scheme, path,
                               size, type, token);
-    return rc;
+    return rc == -EINVAL ? -EACCES : rc;
 }
 
 static void set_type(hu_upload_grant *g, hu_slice t) {

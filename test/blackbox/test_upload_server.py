@@ -1,0 +1,454 @@
+#!/usr/bin/python3
+"""Black-box tests of hmac-upload-server: the real binary, driven with curl and raw sockets."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import (SECRET, SERVER_BIN, Slot, UploadServer, curl, eq, legacy_token, main,  # noqa: E402
+                     put, raw_request, test)
+
+BODY = os.urandom(3000)
+
+
+def upload_ok(srv, slot, body, *extra, url=None):
+    r = put(url or slot.put_url, body, *extra)
+    eq(r.status, 201, f"PUT {r.body!r}")
+    return r
+
+
+@test
+def bearer_in_header_then_get_head():
+    with UploadServer() as srv:
+        s = srv.slot(len(BODY))
+        r = upload_ok(srv, s, BODY, "-H", s.auth, url=s.put_url_no_token)
+        j = json.loads(r.body)
+        eq(j["success"], True, "success")
+        eq(j["size"], len(BODY), "size")
+        eq(j["user"], "alice@localhost", "user")
+        eq(j["filename"], "photo.jpg", "filename")
+        assert j["uploaded_at"].endswith("Z"), j
+        g = curl(s.get_url)
+        eq(g.status, 200, "GET")
+        eq(g.body, BODY, "body")
+        eq(g.header("content-type"), "image/jpeg", "signed type")
+        eq(g.header("x-content-type-options"), "nosniff", "nosniff")
+        assert "default-src 'none'" in (g.header("content-security-policy") or ""), g.headers
+        assert g.header("etag") and g.header("last-modified"), g.headers
+        h = curl("-I", s.get_url)
+        eq(h.status, 200, "HEAD")
+        eq(h.header("content-length"), str(len(BODY)), "HEAD length")
+        target = s.get_url.split(str(srv.port), 1)[1]
+        raw = raw_request(srv.port, f"HEAD {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        eq(raw.split(b"\r\n\r\n", 1)[1], b"", "HEAD sends no body")
+        eq(srv.visible_files(), [s.path], "stored files")
+        eq(srv.partial_files(), [], "no partial files")
+        srv.assert_clean_exit()
+
+
+@test
+def bearer_in_query_and_signed_type_wins():
+    with UploadServer() as srv:
+        s = srv.slot(len(BODY), filename="doc.pdf", ctype="application/pdf")
+        # Monal / Converse.js send a different or no Content-Type: the signed one is stored.
+        r = curl("-X", "PUT", "--data-binary", "@-", "-H", "Content-Type: text/html", s.put_url,
+                 data=BODY)
+        eq(r.status, 201, "PUT")
+        g = curl(s.get_url)
+        eq(g.header("content-type"), "application/pdf", "served type")
+        srv.assert_clean_exit()
+
+
+@test
+def strict_content_type_refuses_mismatch():
+    with UploadServer(strict_content_type=True) as srv:
+        s = srv.slot(len(BODY))
+        r = curl("-X", "PUT", "--data-binary", "@-", "-H", "Content-Type: text/html", s.put_url,
+                 data=BODY)
+        eq(r.status, 415, "strict mismatch")
+        upload_ok(srv, s, BODY)
+        srv.assert_clean_exit()
+
+
+@test
+def legacy_v1_v2_token():
+    with UploadServer(legacy_protocols=["v1", "v2", "token"]) as srv:
+        for scheme, q in (("v1", "v"), ("v2", "v2"), ("token", "token")):
+            path = f"legacy-{scheme}/file.png"
+            mac = legacy_token(SECRET, scheme, path, len(BODY), "image/png")
+            r = curl("-X", "PUT", "--data-binary", "@-", "-H", "Content-Type: image/png",
+                     f"{srv.base}/{path}?{q}={mac}", data=BODY)
+            eq(r.status, 201, f"{scheme}: {r.body!r}")
+            eq(json.loads(r.body)["user"], None, "legacy has no user")
+            eq(curl(f"{srv.base}/{path}").body, BODY, f"{scheme} GET")
+        # ejabberd's external_secret signs <user>/<random>/<file>
+        path = "alice@localhost/r4nd0m/f.jpg"
+        mac = legacy_token(SECRET, "v1", path, len(BODY))
+        eq(put(f"{srv.base}/{path}?v={mac}", BODY).status, 201, "three segments")
+        # v2 with a Content-Type the token did not sign, but the extension implies the signed one
+        path = "legacy-ext/pic.jpg"
+        mac = legacy_token(SECRET, "v2", path, len(BODY), "image/jpeg")
+        r = curl("-X", "PUT", "--data-binary", "@-", "-H", "Content-Type: application/x-foo",
+                 f"{srv.base}/{path}?v2={mac}", data=BODY)
+        eq(r.status, 201, "v2 by extension")
+        srv.assert_clean_exit()
+
+
+@test
+def legacy_refused_when_not_enabled():
+    with UploadServer(legacy_protocols=["v2"]) as srv:
+        path = "x/file.png"
+        mac = legacy_token(SECRET, "v1", path, len(BODY))
+        eq(put(f"{srv.base}/{path}?v={mac}", BODY).status, 403, "v1 disabled")
+        eq(srv.visible_files(), [], "nothing stored")
+        srv.assert_clean_exit()
+
+
+@test
+def bad_tokens_are_403():
+    with UploadServer() as srv:
+        s = srv.slot(len(BODY), expires=int(time.time()) - 5)
+        eq(put(s.put_url, BODY).status, 403, "expired")
+        s = srv.slot(len(BODY))
+        eq(put(s.put_url.replace("token=", "token=x"), BODY).status, 403, "garbled token")
+        eq(put(s.put_url.replace("alice", "mallory"), BODY).status, 403, "other user")
+        eq(put(s.put_url_no_token, BODY).status, 403, "no token")
+        eq(put(s.put_url_no_token, BODY, "-H", "Authorization: Bearer " + "A" * 43).status, 403,
+           "forged header")
+        other = Slot(srv.base, len(BODY), secret="some-other-secret-0123456789")
+        eq(put(other.put_url, BODY).status, 403, "other secret")
+        eq(srv.visible_files(), [], "nothing stored")
+        srv.assert_clean_exit()
+
+
+@test
+def wrong_size_and_too_large():
+    with UploadServer(max_size=4096) as srv:
+        s = srv.slot(len(BODY))
+        eq(put(s.put_url, BODY + b"x").status, 403, "size differs from signed")
+        big = srv.slot(5000)
+        eq(put(big.put_url, os.urandom(5000)).status, 413, "over max_size")
+        eq(srv.visible_files(), [], "nothing stored")
+        # Chunked bodies have no length to check against the token.
+        r = curl("-X", "PUT", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-",
+                 s.put_url, data=BODY)
+        assert r.status in (411, 400), r.status
+        srv.assert_clean_exit()
+
+
+@test
+def replay_of_used_slot_is_409():
+    with UploadServer() as srv:
+        s = srv.slot(len(BODY))
+        upload_ok(srv, s, BODY)
+        eq(put(s.put_url, os.urandom(len(BODY))).status, 409, "replay")
+        eq(curl(s.get_url).body, BODY, "first upload kept")
+        srv.assert_clean_exit()
+
+
+@test
+def path_traversal_refused():
+    with UploadServer(legacy_protocols=["v1"]) as srv:
+        secret_before = open(os.path.join(srv.storage, "..", "ejabberd.yml")).read()
+        attempts = ["../ejabberd.yml", "%2e%2e/ejabberd.yml", "%2E%2E%2Fejabberd.yml",
+                    "a/%2e%2e/%2e%2e/ejabberd.yml", "a/x%00.jpg", "a//b.jpg", "/etc/passwd",
+                    "a/..%2f..%2fejabberd.yml", ".partial/x", ".meta/x", "a/%5c..%5cx"]
+        for a in attempts:
+            path = a
+            mac = legacy_token(SECRET, "v1", path, len(BODY))
+            r = raw_request(srv.port, (f"PUT /upload/{a}?v={mac} HTTP/1.1\r\nHost: x\r\n"
+                                       f"Content-Length: {len(BODY)}\r\nConnection: close\r\n\r\n").encode()
+                            + BODY)
+            status = int(r.split(b" ", 2)[1]) if r.startswith(b"HTTP/1.1 ") else 0
+            assert status in (400, 403, 404), f"{a}: {r[:200]!r}"
+            g = raw_request(srv.port, f"GET /upload/{a} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            assert g.split(b" ", 2)[1] in (b"400", b"404"), f"GET {a}: {g[:200]!r}"
+        eq(open(os.path.join(srv.storage, "..", "ejabberd.yml")).read(), secret_before, "config intact")
+        eq(srv.visible_files(), [], "nothing stored")
+        # requests outside the prefix
+        g = raw_request(srv.port, b"GET /etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert g.startswith(b"HTTP/1.1 404"), g[:100]
+        srv.assert_clean_exit()
+
+
+@test
+def cut_upload_leaves_nothing():
+    with UploadServer() as srv:
+        s = srv.slot(1 << 20)
+        with socket.create_connection(("127.0.0.1", srv.port)) as c:
+            c.sendall((f"PUT {s.put_url.split(str(srv.port), 1)[1]} HTTP/1.1\r\nHost: x\r\n"
+                       f"Content-Length: {1 << 20}\r\n\r\n").encode())
+            c.sendall(os.urandom(300000))
+            time.sleep(0.3)
+        deadline = time.time() + 5
+        while time.time() < deadline and srv.partial_files():
+            time.sleep(0.05)
+        eq(srv.visible_files(), [], "no visible file")
+        eq(curl(s.get_url).status, 404, "GET after cut")
+        # the slot is not used up: the whole PUT can be retried
+        body = os.urandom(1 << 20)
+        upload_ok(srv, s, body)
+        eq(curl(s.get_url).body, body, "retry stored")
+        srv.assert_clean_exit()
+
+
+@test
+def expect_100_continue_only_after_token_check():
+    with UploadServer() as srv:
+        s = srv.slot(len(BODY))
+        target = s.put_url.split(str(srv.port), 1)[1]
+        bad = target.replace("token=", "token=x")
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as c:
+            c.sendall((f"PUT {bad} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(BODY)}\r\n"
+                       "Expect: 100-continue\r\n\r\n").encode())
+            first = c.recv(4096)
+            assert first.startswith(b"HTTP/1.1 403"), first[:100]
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as c:
+            c.sendall((f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(BODY)}\r\n"
+                       "Expect: 100-continue\r\n\r\n").encode())
+            first = c.recv(4096)
+            assert first.startswith(b"HTTP/1.1 100"), first[:100]
+            c.sendall(BODY)
+            rest = c.recv(4096)
+            assert b"201 Created" in first + rest, (first + rest)[:200]
+        srv.assert_clean_exit()
+
+
+@test
+def range_and_conditional_get():
+    with UploadServer() as srv:
+        s = srv.slot(len(BODY))
+        upload_ok(srv, s, BODY)
+        r = curl("-H", "Range: bytes=100-199", s.get_url)
+        eq(r.status, 206, "range")
+        eq(r.body, BODY[100:200], "range body")
+        eq(r.header("content-range"), f"bytes 100-199/{len(BODY)}", "content-range")
+        r = curl("-H", "Range: bytes=-10", s.get_url)
+        eq(r.body, BODY[-10:], "suffix range")
+        r = curl("-H", f"Range: bytes={len(BODY)}-", s.get_url)
+        eq(r.status, 416, "unsatisfiable")
+        etag = curl("-I", s.get_url).header("etag")
+        eq(curl("-H", f"If-None-Match: {etag}", s.get_url).status, 304, "If-None-Match")
+        eq(curl("-H", 'If-Match: "nope"', s.get_url).status, 412, "If-Match")
+        r = curl("-H", "Range: bytes=0-9", "-H", 'If-Range: "old"', s.get_url)
+        eq((r.status, len(r.body)), (200, len(BODY)), "If-Range mismatch sends all")
+        srv.assert_clean_exit()
+
+
+@test
+def active_types_download_as_attachment():
+    with UploadServer() as srv:
+        s = srv.slot(len(BODY), filename="page.html", ctype="text/html")
+        upload_ok(srv, s, BODY)
+        g = curl("-I", s.get_url)
+        eq(g.header("content-type"), "text/html", "type")
+        assert (g.header("content-disposition") or "").startswith("attachment"), g.headers
+        srv.assert_clean_exit()
+
+
+@test
+def options_preflight_and_cors():
+    with UploadServer(cors_origins=["https://chat.example"]) as srv:
+        s = srv.slot(len(BODY))
+        r = curl("-X", "OPTIONS", "-H", "Origin: https://chat.example",
+                 "-H", "Access-Control-Request-Method: PUT",
+                 "-H", "Access-Control-Request-Headers: authorization, content-type", s.put_url)
+        assert r.status in (200, 204), r.status
+        eq(r.header("access-control-allow-origin"), "https://chat.example", "allow-origin")
+        assert "PUT" in r.header("access-control-allow-methods"), r.headers
+        assert "authorization" in r.header("access-control-allow-headers").lower(), r.headers
+        r = curl("-X", "OPTIONS", "-H", "Origin: https://evil.example", s.put_url)
+        eq(r.header("access-control-allow-origin"), None, "foreign origin")
+        srv.assert_clean_exit()
+
+
+@test
+def keep_alive_and_pipelining():
+    with UploadServer() as srv:
+        slots = [srv.slot(len(BODY)) for _ in range(3)]
+        payload = b""
+        for s in slots:
+            target = s.put_url.split(str(srv.port), 1)[1]
+            payload += (f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(BODY)}\r\n\r\n").encode() + BODY
+        target = slots[0].get_url.split(str(srv.port), 1)[1]
+        payload += f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        out = raw_request(srv.port, payload)
+        eq(out.count(b"HTTP/1.1 201"), 3, f"pipelined PUTs: {out[:300]!r}")
+        assert out.rstrip().endswith(BODY[-50:]) or BODY in out, "pipelined GET"
+        srv.assert_clean_exit()
+
+
+@test
+def malformed_requests_get_clear_errors():
+    with UploadServer() as srv:
+        for payload, want in ((b"GARBAGE\r\n\r\n", b"400"),
+                              (b"GET /upload/a/b HTTP/2.0\r\nHost: x\r\n\r\n", b"505"),
+                              (b"GET /upload/a/b HTTP/1.1\r\n" + b"X-A: b\r\n" * 200 + b"\r\n", b"431"),
+                              (b"GET /upload/a/b HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", b"431")):
+            out = raw_request(srv.port, payload)
+            assert out.split(b" ", 2)[1:2] == [want], (payload[:40], out[:200])
+        # still serving
+        eq(curl(f"{srv.base}/none/x.jpg").status, 404, "alive")
+        srv.assert_clean_exit()
+
+
+@test
+def slow_loris_header_timeout():
+    with UploadServer(header_timeout=1, idle_timeout=2) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+            c.sendall(b"GET /upload/a/b HTTP/1.1\r\n")
+            start = time.time()
+            got = b""
+            try:
+                for _ in range(8):  # trickle: one header byte per 0.3 s does not reset it
+                    c.sendall(b"X")
+                    time.sleep(0.3)
+            except OSError:
+                pass
+            try:
+                got = c.recv(4096)
+            except OSError:
+                pass
+            assert time.time() - start < 6, "connection held too long"
+            assert got == b"" or got.startswith(b"HTTP/1.1 408"), got[:100]
+        eq(curl(f"{srv.base}/none/x.jpg").status, 404, "alive")
+        srv.assert_clean_exit()
+
+
+@test
+def sighup_reloads_secret_without_dropping_transfers():
+    with UploadServer() as srv:
+        s_old = srv.slot(len(BODY))
+        # a transfer in flight across the reload
+        big = srv.slot(1 << 20)
+        c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        c.sendall((f"PUT {big.put_url.split(str(srv.port), 1)[1]} HTTP/1.1\r\nHost: x\r\n"
+                   f"Content-Length: {1 << 20}\r\n\r\n").encode())
+        body = os.urandom(1 << 20)
+        c.sendall(body[:500000])
+        new = "rotated-secret-abcdefghijklmnop"
+        srv.write_config(hmac_shared_secret=new)
+        srv.signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while time.time() < deadline and not any("reloaded" in l for l in srv.stderr_lines):
+            time.sleep(0.05)
+        assert any("reloaded" in l for l in srv.stderr_lines), srv.stderr_lines
+        c.sendall(body[500000:])
+        resp = c.recv(4096)
+        c.close()
+        assert resp.startswith(b"HTTP/1.1 201"), resp[:100]
+        eq(put(s_old.put_url, BODY).status, 403, "old secret refused")
+        s_new = Slot(srv.base, len(BODY), secret=new)
+        eq(put(s_new.put_url, BODY).status, 201, "new secret")
+        # a broken config on reload keeps the running one
+        with open(srv.config, "w") as f:
+            f.write("modules: [\n")
+        srv.signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert any("reload failed" in l for l in srv.stderr_lines), srv.stderr_lines
+        s2 = Slot(srv.base, len(BODY), secret=new)
+        eq(put(s2.put_url, BODY).status, 201, "still running on the good config")
+        srv.assert_clean_exit()
+
+
+@test
+def sigterm_drains_running_upload():
+    with UploadServer() as srv:
+        s = srv.slot(1 << 20)
+        c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        c.sendall((f"PUT {s.put_url.split(str(srv.port), 1)[1]} HTTP/1.1\r\nHost: x\r\n"
+                   f"Content-Length: {1 << 20}\r\n\r\n").encode())
+        body = os.urandom(1 << 20)
+        c.sendall(body[:100000])
+        time.sleep(0.2)
+        srv.signal(signal.SIGTERM)
+        time.sleep(0.2)
+        c.sendall(body[100000:])
+        resp = c.recv(4096)
+        c.close()
+        assert resp.startswith(b"HTTP/1.1 201"), resp[:100]
+        eq(srv.proc.wait(10), 0, "exit code")
+        eq(srv.visible_files(), [s.path], "drained upload stored")
+
+
+@test
+def access_log_one_line_per_request_without_tokens():
+    with UploadServer() as srv:
+        s = srv.slot(len(BODY))
+        upload_ok(srv, s, BODY)
+        curl(s.get_url)
+        curl("-I", s.get_url)
+        srv.assert_clean_exit()
+        lines = open(os.path.join(srv.dir, "access.log")).read().splitlines()
+        eq(len(lines), 3, f"log lines {lines}")
+        assert '"PUT ' in lines[0] and " 201 " in lines[0], lines[0]
+        assert s.token not in "\n".join(lines), "token leaked into the log"
+
+
+@test
+def bad_config_file_one_clear_line():
+    cases = {
+        "max_size: big": "max_size",
+        "hmac_shared_secret: short": "hmac_shared_secret",
+        "listen: \"nowhere\"": "listen",
+        "no_such_option: 1": "no_such_option",
+    }
+    import tempfile
+    d = tempfile.mkdtemp()
+    for opt, key in cases.items():
+        path = os.path.join(d, "ejabberd.yml")
+        with open(path, "w") as f:
+            f.write(f"modules:\n  mod_http_upload_hmac:\n    hmac_shared_secret: \"{SECRET}\"\n"
+                    f"    storage_dir: \"{d}/s\"\n    {opt}\n")
+        p = subprocess.run([SERVER_BIN, "--config", path], capture_output=True, text=True, timeout=20)
+        eq(p.returncode, 1, f"{opt}: exit code")
+        lines = p.stderr.strip().splitlines()
+        eq(len(lines), 1, f"{opt}: one line: {p.stderr!r}")
+        assert key in lines[0], lines[0]
+    with open(path, "w") as f:
+        f.write("modules: [\n  oops")
+    p = subprocess.run([SERVER_BIN, "--check-config", "--config", path], capture_output=True, text=True)
+    eq(p.returncode, 1, "syntax error")
+    assert "line" in p.stderr, p.stderr
+    p = subprocess.run([SERVER_BIN, "--config", d + "/missing.yml"], capture_output=True, text=True)
+    eq(p.returncode, 1, "missing file")
+    assert "missing.yml" in p.stderr, p.stderr
+
+
+@test
+def help_and_version():
+    p = subprocess.run([SERVER_BIN, "--help"], capture_output=True, text=True)
+    eq(p.returncode, 0, "help")
+    assert "--config" in p.stdout
+    p = subprocess.run([SERVER_BIN, "--version"], capture_output=True, text=True)
+    assert p.stdout.startswith("hmac-upload-server "), p.stdout
+
+
+@test
+def secret_file_created_on_first_start():
+    with UploadServer(hmac_shared_secret=None) as srv:
+        path = os.path.join(srv.storage, "secret")
+        st = os.stat(path)
+        eq(oct(st.st_mode & 0o777), oct(0o600), "mode")
+        secret = open(path).read().strip()
+        eq(len(secret), 64, "64 hex characters")
+        s = Slot(srv.base, len(BODY), secret=secret)
+        eq(put(s.put_url, BODY).status, 201, "slot signed with the file's secret")
+        srv.assert_clean_exit()
+    # a second start reuses the file
+    with UploadServer(hmac_shared_secret=None) as srv:
+        first = open(os.path.join(srv.storage, "secret")).read()
+        srv.assert_clean_exit()
+        srv.start()
+        eq(open(os.path.join(srv.storage, "secret")).read(), first, "same secret after restart")
+        srv.assert_clean_exit()
+
+
+if __name__ == "__main__":
+    main()
