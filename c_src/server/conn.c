@@ -163,9 +163,18 @@ static void dispatch(hu_conn *c) {
     case HU_METHOD_PUT:
         hu_handle_put(c, h);
         break;
-    case HU_METHOD_GET:
     case HU_METHOD_HEAD:
+        /* a tus client asks for the offset of an upload; anyone else for the file */
+        if (hu_http_header(h, "Tus-Resumable").ptr != NULL)
+            hu_handle_tus_head(c, h);
+        else
+            hu_handle_get(c, h);
+        break;
+    case HU_METHOD_GET:
         hu_handle_get(c, h);
+        break;
+    case HU_METHOD_PATCH:
+        hu_handle_patch(c, h);
         break;
     case HU_METHOD_OPTIONS:
         hu_handle_options(c, h);

@@ -41,6 +41,7 @@ struct hu_conn {
     const hu_body_sink *sink;
     void *sink_state;     /* the handler's state for the request in progress */
     hu_conn_cb cleanup;   /* frees sink_state if the connection dies mid-request */
+    const char *upload_key; /* the partial file an upload on this connection works on */
     uint64_t body_left;   /* body bytes the sink has yet to receive */
     int body_unread;      /* the request has a body nobody took: close after answering */
     hu_conn_cb after_write;

@@ -8,8 +8,8 @@
 long hu_file_meta_format(const hu_file_meta *m, char *out, size_t cap) {
     int n = snprintf(out, cap,
                      "type=%s\nuser=%s\nsha256=%s\nscheme=%s\nuploaded=%" PRId64
-                     "\nsize=%" PRIu64 "\n",
-                     m->type, m->user, m->sha256, m->scheme, m->uploaded, m->size);
+                     "\nsize=%" PRIu64 "\nexpires=%" PRId64 "\n",
+                     m->type, m->user, m->sha256, m->scheme, m->uploaded, m->size, m->expires);
     return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
 }
 
@@ -51,6 +51,11 @@ int hu_file_meta_parse(const char *buf, size_t len, hu_file_meta *m) {
         } else if (key.len == 4 && memcmp(key.ptr, "size", 4) == 0) {
             rc = hu_parse_u64((hu_slice){v, vn}, &num);
             m->size = num;
+        } else if (key.len == 7 && memcmp(key.ptr, "expires", 7) == 0) {
+            rc = hu_parse_u64((hu_slice){v, vn}, &num);
+            m->expires = (int64_t)num;
+            if (rc == 0 && num > INT64_MAX)
+                rc = -EINVAL;
         }
         if (rc < 0)
             return rc;

@@ -16,10 +16,11 @@ typedef struct {
     char sha256[65];
     char scheme[8];
     int64_t uploaded; /* Unix seconds */
-    uint64_t size;
+    uint64_t size;    /* for a resumable partial upload: the signed size S */
+    int64_t expires;  /* for a resumable partial upload: the token's expiry (0 = none) */
 } hu_file_meta;
 
-/* "type=...\nuser=...\nsha256=...\nscheme=...\nuploaded=...\nsize=...\n". Returns the length,
+/* "type=...\nuser=...\nsha256=...\nscheme=...\nuploaded=...\nsize=...\nexpires=...\n". Returns the length,
  * or -ENOSPC. */
 long hu_file_meta_format(const hu_file_meta *m, char *out, size_t cap);
 

@@ -55,7 +55,7 @@ void hu_response_start(hu_response *r, int status, const hu_config *cfg,
         if (strcmp(origin, "*") != 0)
             appendf(r, "Vary: Origin\r\n");
         appendf(r, "Access-Control-Expose-Headers: Content-Length, Content-Range, ETag, "
-                   "Upload-Offset, Tus-Resumable\r\n");
+                   "Upload-Offset, Upload-Length, Tus-Resumable, Tus-Version, Tus-Max-Size\r\n");
     }
 }
 
@@ -81,7 +81,7 @@ void hu_response_error(hu_response *r, int status, const hu_config *cfg,
     hu_response_header(r, "Content-Length", "%zu", is_head ? 0 : strlen(reason) + 1);
     hu_response_header(r, "X-Content-Type-Options", "nosniff");
     if (status == 405)
-        hu_response_header(r, "Allow", "GET, HEAD, PUT, OPTIONS");
+        hu_response_header(r, "Allow", "GET, HEAD, PUT, PATCH, OPTIONS");
     hu_response_end(r, keep_alive);
     if (!is_head)
         appendf(r, "%s\n", reason);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "maintenance.h"
 
 #define DRAIN_TIMEOUT_MS 30000
 
@@ -111,6 +112,8 @@ static int bind_listener(hu_server *srv) {
     return 0;
 }
 
+static void on_maintenance(uv_timer_t *t) { hu_maintenance_run(t->data, 0); }
+
 int hu_server_start(hu_server *srv, uv_loop_t *loop, const char *config_path, const char *host) {
     char err[512];
     memset(srv, 0, sizeof *srv);
@@ -122,6 +125,7 @@ int hu_server_start(hu_server *srv, uv_loop_t *loop, const char *config_path, co
         fprintf(stderr, "hmac-upload-server: %s\n", err);
         return rc;
     }
+    hu_maintenance_run(srv, 1); /* before the first connection: nothing is busy yet */
     if ((rc = open_access_log(srv)) < 0 || (rc = bind_listener(srv)) < 0)
         return rc;
     uv_signal_t *sigs[] = {&srv->sig_term, &srv->sig_int, &srv->sig_hup};
@@ -134,6 +138,11 @@ int hu_server_start(hu_server *srv, uv_loop_t *loop, const char *config_path, co
     uv_timer_init(loop, &srv->drain_timer);
     srv->drain_timer.data = srv;
     uv_unref((uv_handle_t *)&srv->drain_timer);
+    uv_timer_init(loop, &srv->maintenance_timer);
+    srv->maintenance_timer.data = srv;
+    uv_timer_start(&srv->maintenance_timer, on_maintenance, HU_MAINTENANCE_INTERVAL_MS,
+                   HU_MAINTENANCE_INTERVAL_MS);
+    uv_unref((uv_handle_t *)&srv->maintenance_timer);
     return 0;
 }
 
@@ -153,6 +162,7 @@ void hu_server_reload(hu_server *srv) {
     srv->settings = next;
     open_access_log(srv);
     fprintf(stderr, "hmac-upload-server: configuration reloaded\n");
+    hu_maintenance_run(srv, 0);
 }
 
 static void close_server_handles(hu_server *srv) {
@@ -160,6 +170,7 @@ static void close_server_handles(hu_server *srv) {
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+    uv_close((uv_handle_t *)&srv->maintenance_timer, NULL);
 }
 
 static void on_drain_timeout(uv_timer_t *t) {

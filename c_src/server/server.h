@@ -23,6 +23,7 @@ typedef struct hu_server {
     uv_tcp_t listener;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
+    uv_timer_t maintenance_timer;
     hu_settings *settings;
     const char *config_path;
     const char *host;

@@ -1,10 +1,14 @@
 #include "storage.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -57,12 +61,125 @@ int hu_storage_exists(const hu_storage *s, const char *path) {
     return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
 }
 
-int hu_storage_begin(const hu_storage *s, const char *key, int *fd_out) {
-    int fd = openat(s->partfd, key, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+int hu_storage_begin(const hu_storage *s, const char *key, int truncate, int *fd_out,
+                     uint64_t *offset_out) {
+    int fd = openat(s->partfd, key, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
     if (fd < 0)
-        return errno == EEXIST ? -EBUSY : -errno;
+        return -errno;
+    struct stat st;
+    if ((truncate && ftruncate(fd, 0) < 0) || fstat(fd, &st) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
     *fd_out = fd;
+    *offset_out = (uint64_t)st.st_size;
     return 0;
+}
+
+static void resume_name(const char *key, char out[HU_STORAGE_KEY_LEN + 8]) {
+    snprintf(out, HU_STORAGE_KEY_LEN + 8, "%.64s.tus", key);
+}
+
+int hu_storage_save_resume(const hu_storage *s, const char *key, const hu_file_meta *m) {
+    char name[HU_STORAGE_KEY_LEN + 8], tmp[HU_STORAGE_KEY_LEN + 16], buf[HU_META_MAX_BYTES];
+    resume_name(key, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", name);
+    long len = hu_file_meta_format(m, buf, sizeof buf);
+    if (len < 0)
+        return (int)len;
+    int fd = openat(s->partfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    int rc = hu_storage_write(fd, buf, (size_t)len, 0);
+    close(fd);
+    /* rename: a reader never sees half a state file */
+    if (rc == 0 && renameat(s->partfd, tmp, s->partfd, name) < 0)
+        rc = -errno;
+    if (rc < 0)
+        unlinkat(s->partfd, tmp, 0);
+    return rc;
+}
+
+int hu_storage_load_resume(const hu_storage *s, const char *key, hu_file_meta *m,
+                           uint64_t *offset) {
+    char name[HU_STORAGE_KEY_LEN + 8], buf[HU_META_MAX_BYTES];
+    resume_name(key, name);
+    int fd = openat(s->partfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? -ENOENT : -errno;
+    ssize_t n = read(fd, buf, sizeof buf);
+    int err = errno;
+    close(fd);
+    if (n < 0)
+        return -err;
+    int rc = hu_file_meta_parse(buf, (size_t)n, m);
+    if (rc < 0)
+        return rc;
+    struct stat st;
+    if (fstatat(s->partfd, key, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? -ENOENT : -errno;
+    *offset = (uint64_t)st.st_size;
+    return 0;
+}
+
+int hu_storage_sweep_partials(const hu_storage *s, int64_t now, int orphans,
+                              int (*skip)(const char *key, void *ctx), void *ctx) {
+    int dfd = dup(s->partfd);
+    if (dfd < 0)
+        return -errno;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        return -errno;
+    }
+    rewinddir(d);
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *name = e->d_name;
+        if (strlen(name) != HU_STORAGE_KEY_LEN)
+            continue; /* state and temp files go with their partial file */
+        if (skip != NULL && skip(name, ctx))
+            continue;
+        hu_file_meta m;
+        uint64_t off;
+        int rc = hu_storage_load_resume(s, name, &m, &off);
+        int expired = rc == 0 && m.expires > 0 && m.expires < now;
+        if (expired || (rc < 0 && orphans)) {
+            hu_storage_abort(s, name, -1);
+            removed++;
+        }
+    }
+    closedir(d);
+    return removed;
+}
+
+int hu_storage_hash_partial(const hu_storage *s, const char *key, char hex[65]) {
+    int fd = openat(s->partfd, key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = malloc(CHUNK);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int rc = buf && ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
+    ssize_t n;
+    while (rc == 0 && (n = read(fd, buf, CHUNK)) != 0) {
+        if (n < 0)
+            rc = errno == EINTR ? 0 : -errno;
+        else if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
+            rc = -EIO;
+    }
+    uint8_t md[32];
+    unsigned len = 0;
+    if (rc == 0 && EVP_DigestFinal_ex(ctx, md, &len) != 1)
+        rc = -EIO;
+    if (rc == 0)
+        hu_hex_encode(md, len, hex);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    close(fd);
+    return rc;
 }
 
 int hu_storage_write(int fd, const char *buf, size_t len, uint64_t off) {
@@ -171,13 +288,19 @@ int hu_storage_publish(const hu_storage *s, const char *key, int fd, const char 
     }
     unlinkat(s->partfd, key, 0);
     unlinkat(s->partfd, meta_tmp, 0);
+    char state[HU_STORAGE_KEY_LEN + 8];
+    resume_name(key, state);
+    unlinkat(s->partfd, state, 0);
     return rc;
 }
 
 void hu_storage_abort(const hu_storage *s, const char *key, int fd) {
+    char name[HU_STORAGE_KEY_LEN + 8];
     if (fd >= 0)
         close(fd);
     unlinkat(s->partfd, key, 0);
+    resume_name(key, name);
+    unlinkat(s->partfd, name, 0);
 }
 
 int hu_storage_open_file(const hu_storage *s, const char *path, int *fd_out, struct stat *st) {

@@ -1,8 +1,11 @@
 /* The storage directory. Blocking calls, meant for libuv's thread pool (or start-up).
  *
  *   <storage_dir>/<P>                 published files (P = "<slot>/<filename>", validated)
- *   <storage_dir>/.partial/<key>      an upload in progress; <key> = hex(sha256(P)), so one P
- *                                     has at most one upload in flight (O_EXCL)
+ *   <storage_dir>/.partial/<key>      an upload in progress, or a cut one kept for resumption;
+ *                                     <key> = hex(sha256(P)) (the server lets one request at a
+ *                                     time work on a key)
+ *   <storage_dir>/.partial/<key>.tus  resumption state of a cut Bearer upload: signed size,
+ *                                     type, user and the token's expiry (file_meta.h)
  *   <storage_dir>/.partial/<key>.meta its metadata until published
  *   <storage_dir>/.meta/<key>         metadata of a published file (file_meta.h)
  *
@@ -36,8 +39,28 @@ void hu_storage_key(const char *path, size_t len, char key[HU_STORAGE_KEY_LEN + 
 /* 1 if P is published, 0 if not, or a negative errno. */
 int hu_storage_exists(const hu_storage *s, const char *path);
 
-/* Creates the partial file for key; -EBUSY when an upload of the same P is in flight. */
-int hu_storage_begin(const hu_storage *s, const char *key, int *fd_out);
+/* Opens the partial file for key, creating it. With truncate, starts over at 0 (a plain PUT,
+ * also the retry of a cut one); otherwise *offset_out is the number of bytes already there
+ * (tus resumption). */
+int hu_storage_begin(const hu_storage *s, const char *key, int truncate, int *fd_out,
+                     uint64_t *offset_out);
+
+/* Resumption state of a cut upload (written when it is cut, or up front for large ones). */
+int hu_storage_save_resume(const hu_storage *s, const char *key, const hu_file_meta *m);
+
+/* Reads the resumption state and the partial file's length; -ENOENT when there is none. */
+int hu_storage_load_resume(const hu_storage *s, const char *key, hu_file_meta *m,
+                           uint64_t *offset);
+
+/* Removes partial uploads whose token expired before now (and, with orphans, partial files
+ * without resumption state: after a crash nobody can resume those). skip(key, ctx) protects
+ * keys a request is working on. Returns how many were removed. */
+int hu_storage_sweep_partials(const hu_storage *s, int64_t now, int orphans,
+                              int (*skip)(const char *key, void *ctx), void *ctx);
+
+/* The sha256 of the partial file, read back (for resumed uploads, whose bytes arrived in
+ * several requests). */
+int hu_storage_hash_partial(const hu_storage *s, const char *key, char hex[65]);
 
 /* Writes all of buf at off; -ENOSPC/-EDQUOT/-EIO as the kernel says. */
 int hu_storage_write(int fd, const char *buf, size_t len, uint64_t off);
@@ -48,7 +71,7 @@ int hu_storage_write(int fd, const char *buf, size_t len, uint64_t off);
 int hu_storage_publish(const hu_storage *s, const char *key, int fd, const char *path,
                        const hu_file_meta *m);
 
-/* Drops an upload in progress: closes fd (if >= 0) and unlinks the partial file. */
+/* Drops an upload: closes fd (if >= 0) and unlinks the partial file and its state. */
 void hu_storage_abort(const hu_storage *s, const char *key, int fd);
 
 /* Opens a published file for reading; fills st. -ENOENT when absent (or not a regular file). */

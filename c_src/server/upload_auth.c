@@ -46,7 +46,7 @@ static void set_type(hu_upload_grant *g, hu_slice t) {
 }
 
 static int authorize_bearer(const hu_config *cfg, const hu_http_head *head, const hu_query *q,
-                            hu_slice token, int64_t now, hu_upload_grant *g) {
+                            hu_slice token, int64_t now, uint64_t size, hu_upload_grant *g) {
     char expires_buf[24];
     uint64_t expires;
     if (q->user.ptr == NULL || q->expires.ptr == NULL)
@@ -68,7 +68,7 @@ static int authorize_bearer(const hu_config *cfg, const hu_http_head *head, cons
     hu_bearer_fields f = {
         .user = {g->user, strlen(g->user)},
         .path = {g->path, g->path_len},
-        .size = head->content_length,
+        .size = size,
         .type = type,
         .expires = (int64_t)expires,
     };
@@ -124,6 +124,19 @@ static hu_slice bearer_from_header(const hu_http_head *head) {
     return t;
 }
 
+/* The Bearer token of a request: the Authorization header wins, else the token parameter.
+ * Returns 1 and sets *token (pointing into buf or the head), 0 if there is none. */
+static int find_bearer(const hu_http_head *head, const hu_query *q, char *buf, size_t cap,
+                       hu_slice *token) {
+    *token = bearer_from_header(head);
+    if (token->ptr != NULL)
+        return 1;
+    if (q->token.ptr == NULL || query_value(q->token, buf, cap) < 0)
+        return 0;
+    *token = (hu_slice){buf, strlen(buf)};
+    return 1;
+}
+
 int hu_upload_authorize(const hu_config *cfg, const hu_http_head *head, int64_t now,
                         hu_upload_grant *g) {
     memset(g, 0, sizeof *g);
@@ -142,15 +155,12 @@ int hu_upload_authorize(const hu_config *cfg, const hu_http_head *head, int64_t 
         return -EINVAL;
 
     int rc;
-    hu_slice bearer = bearer_from_header(head);
-    if (bearer.ptr != NULL || q.user.ptr != NULL || q.expires.ptr != NULL) {
-        char token[HU_BEARER_TOKEN_LEN + 2];
-        if (bearer.ptr == NULL) {
-            if (q.token.ptr == NULL || query_value(q.token, token, sizeof token) < 0)
-                return -EACCES;
-            bearer = (hu_slice){token, strlen(token)};
-        }
-        rc = authorize_bearer(cfg, head, &q, bearer, now, g);
+    char buf[HU_BEARER_TOKEN_LEN + 2];
+    hu_slice bearer;
+    if (bearer_from_header(head).ptr != NULL || q.user.ptr != NULL || q.expires.ptr != NULL) {
+        if (!find_bearer(head, &q, buf, sizeof buf, &bearer))
+            return -EACCES;
+        rc = authorize_bearer(cfg, head, &q, bearer, now, head->content_length, g);
     } else if (q.v.ptr != NULL) {
         rc = authorize_legacy(cfg, head, HU_LEGACY_V1, q.v, g);
     } else if (q.v2.ptr != NULL) {
@@ -167,4 +177,25 @@ int hu_upload_authorize(const hu_config *cfg, const hu_http_head *head, int64_t 
     if (!hu_extension_allowed(name, cfg->allowed_extensions, cfg->n_allowed_extensions))
         return -EPERM;
     return 0;
+}
+
+int hu_upload_authorize_resume(const hu_config *cfg, const hu_http_head *head, int64_t now,
+                               uint64_t signed_size, hu_upload_grant *g) {
+    memset(g, 0, sizeof *g);
+    long n = hu_request_path(cfg, head, g->path, sizeof g->path);
+    if (n < 0)
+        return (int)n;
+    g->path_len = (size_t)n;
+    g->size = signed_size;
+    hu_query q;
+    if (hu_query_parse(head->query, &q) < 0)
+        return -EINVAL;
+    char buf[HU_BEARER_TOKEN_LEN + 2];
+    hu_slice bearer;
+    if (!find_bearer(head, &q, buf, sizeof buf, &bearer))
+        return -EACCES;
+    /* strict_content_type concerns the PUT body's type; a PATCH says offset+octet-stream */
+    hu_config relaxed = *cfg;
+    relaxed.strict_content_type = 0;
+    return authorize_bearer(&relaxed, head, &q, bearer, now, signed_size, g);
 }

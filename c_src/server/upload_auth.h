@@ -25,6 +25,12 @@ typedef struct {
 int hu_upload_authorize(const hu_config *cfg, const hu_http_head *head, int64_t now,
                         hu_upload_grant *out);
 
+/* For tus requests (HEAD, PATCH) on a slot URL: checks the Bearer token (header or query)
+ * against signed_size, the size recorded when the upload started (a PATCH's Content-Length is
+ * one chunk, not S). Legacy tokens cannot resume. Same errors as above. */
+int hu_upload_authorize_resume(const hu_config *cfg, const hu_http_head *head, int64_t now,
+                               uint64_t signed_size, hu_upload_grant *out);
+
 /* The path part alone, for GET/HEAD: decodes and checks P. Same errors as above. */
 long hu_request_path(const hu_config *cfg, const hu_http_head *head, char *out, size_t outcap);
 

@@ -1,0 +1,335 @@
+#include "upload.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec.h"
+#include "http_date.h"
+#include "http_status.h"
+#include "storage.h"
+#include "upload_path.h"
+
+/* Bearer uploads at least this large save their resumption state up front, so even a kill
+ * of the server mid-upload leaves them resumable; smaller ones save it only when cut. */
+#define HU_RESUME_STATE_EARLY (1u << 20)
+
+typedef struct {
+    uv_work_t work; /* first: the request is the job */
+    hu_conn *conn;
+    hu_upload_kind kind;
+    int fd;
+    char key[HU_STORAGE_KEY_LEN + 1];
+    hu_upload_grant grant;
+    uint64_t base;     /* partial file length when this request started */
+    uint64_t received; /* body bytes of this request written so far */
+    EVP_MD_CTX *sha;   /* PUT only: the digest, computed as the bytes pass */
+    const char *chunk;
+    size_t chunk_len;
+    int err;
+    int job_running;
+    int state_saved;
+    int published;
+    hu_file_meta meta;
+} hu_upload;
+
+static const hu_storage *storage_of(const hu_upload *u) { return &u->conn->set->storage; }
+
+int hu_upload_key_busy(hu_server *srv, const char *key) {
+    for (hu_conn *c = srv->conns; c != NULL; c = c->next)
+        if (c->upload_key != NULL && strcmp(c->upload_key, key) == 0)
+            return 1;
+    return 0;
+}
+
+static void resume_meta(const hu_upload *u, hu_file_meta *m) {
+    memset(m, 0, sizeof *m);
+    snprintf(m->type, sizeof m->type, "%s", u->grant.type);
+    snprintf(m->user, sizeof m->user, "%s", u->grant.user);
+    snprintf(m->scheme, sizeof m->scheme, "%s", u->grant.scheme);
+    m->size = u->grant.size;
+    m->expires = u->grant.expires;
+    m->uploaded = (int64_t)time(NULL);
+}
+
+static int resumable(const hu_upload *u) { return u->grant.expires > 0; }
+
+static void upload_free(hu_upload *u) {
+    hu_conn *c = u->conn;
+    if (c->sink_state == u) {
+        c->sink_state = NULL;
+        c->cleanup = NULL;
+    }
+    c->upload_key = NULL;
+    EVP_MD_CTX_free(u->sha);
+    free(u);
+}
+
+/* Keeps the received bytes for a tus resume (Bearer uploads, until the token expires), or
+ * drops them (legacy uploads cannot resume: no expiry bounds how long they would be kept). */
+static void keep_or_drop(hu_upload *u) {
+    if (u->fd >= 0)
+        close(u->fd);
+    u->fd = -1;
+    if (!resumable(u)) {
+        hu_storage_abort(storage_of(u), u->key, -1);
+        return;
+    }
+    if (!u->state_saved) {
+        hu_file_meta m;
+        resume_meta(u, &m);
+        if (hu_storage_save_resume(storage_of(u), u->key, &m) < 0)
+            hu_storage_abort(storage_of(u), u->key, -1);
+        else
+            u->state_saved = 1;
+    }
+}
+
+/* The connection died mid-body; a running job cleans up when it completes instead. */
+static void upload_cleanup(hu_conn *c) {
+    hu_upload *u = c->sink_state;
+    if (u == NULL || u->job_running)
+        return;
+    keep_or_drop(u);
+    upload_free(u);
+}
+
+static void write_job(uv_work_t *w) {
+    hu_upload *u = (hu_upload *)w;
+    u->err = hu_storage_write(u->fd, u->chunk, u->chunk_len, u->base + u->received);
+    if (u->err == 0 && u->sha != NULL && EVP_DigestUpdate(u->sha, u->chunk, u->chunk_len) != 1)
+        u->err = -EIO;
+}
+
+static void write_done(uv_work_t *w, int status) {
+    hu_upload *u = (hu_upload *)w;
+    hu_conn *c = u->conn;
+    u->job_running = 0;
+    if (status < 0 && u->err == 0)
+        u->err = status;
+    if (u->err < 0) {
+        /* A full disk or an I/O error: nothing of this upload is worth keeping. */
+        int err = u->err;
+        hu_storage_abort(storage_of(u), u->key, u->fd);
+        u->fd = -1;
+        upload_free(u);
+        if (!c->closing)
+            hu_conn_send_error(c, hu_status_from_errno(err), 1);
+        hu_conn_job_finished(c);
+        return;
+    }
+    u->received += u->chunk_len;
+    if (c->closing) {
+        keep_or_drop(u);
+        upload_free(u);
+        hu_conn_job_finished(c);
+        return;
+    }
+    hu_conn_job_finished(c);
+    hu_conn_body_consumed(c, u->chunk_len);
+}
+
+static int upload_data(hu_conn *c, const char *p, size_t n) {
+    hu_upload *u = c->sink_state;
+    u->chunk = p;
+    u->chunk_len = n;
+    u->job_running = 1;
+    hu_conn_job_started(c);
+    if (uv_queue_work(c->srv->loop, &u->work, write_job, write_done) < 0) {
+        u->job_running = 0;
+        hu_conn_job_finished(c);
+        hu_conn_close(c);
+    }
+    return 1;
+}
+
+static void publish_job(uv_work_t *w) {
+    hu_upload *u = (hu_upload *)w;
+    hu_file_meta *m = &u->meta;
+    resume_meta(u, m);
+    m->expires = 0;
+    m->size = u->base + u->received;
+    if (u->sha != NULL) {
+        uint8_t md[32];
+        unsigned mdlen = 0;
+        u->err = EVP_DigestFinal_ex(u->sha, md, &mdlen) == 1 ? 0 : -EIO;
+        if (u->err == 0)
+            hu_hex_encode(md, mdlen, m->sha256);
+    } else {
+        /* the bytes came in several requests, maybe across restarts: read them back */
+        u->err = hu_storage_hash_partial(storage_of(u), u->key, m->sha256);
+    }
+    if (u->err < 0) {
+        hu_storage_abort(storage_of(u), u->key, u->fd);
+    } else {
+        u->err = hu_storage_publish(storage_of(u), u->key, u->fd, u->grant.path, m);
+        u->published = u->err == 0;
+    }
+    u->fd = -1;
+}
+
+/* JSON string with escapes; returns bytes written. out must hold 6 * n + 2 bytes. */
+static size_t json_string(char *out, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[ch >> 4];
+            out[o + 5] = hex[ch & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o++] = '"';
+    return o;
+}
+
+static char *created_body(const hu_upload *u, size_t *len) {
+    hu_slice name = hu_upload_path_basename((hu_slice){u->grant.path, u->grant.path_len});
+    size_t ulen = strlen(u->grant.user);
+    char *body = malloc(160 + 6 * (name.len + ulen));
+    if (body == NULL)
+        return NULL;
+    char when[HU_RFC3339_LEN + 1];
+    hu_rfc3339_format(u->meta.uploaded, when);
+    size_t o = (size_t)sprintf(body, "{\"success\":true,\"filename\":");
+    o += json_string(body + o, name.ptr, name.len);
+    o += (size_t)sprintf(body + o, ",\"size\":%llu,\"user\":", (unsigned long long)u->meta.size);
+    if (ulen)
+        o += json_string(body + o, u->grant.user, ulen);
+    else
+        o += (size_t)sprintf(body + o, "null");
+    o += (size_t)sprintf(body + o, ",\"uploaded_at\":\"%s\"}\n", when);
+    *len = o;
+    return body;
+}
+
+/* tus answers a PATCH with 204 and the new offset. */
+static void send_patch_done(hu_conn *c, uint64_t offset) {
+    hu_response *r = &c->resp;
+    hu_response_start(r, 204, &c->set->cfg, c->parser.head);
+    hu_response_header(r, "Tus-Resumable", HU_TUS_VERSION);
+    hu_response_header(r, "Upload-Offset", "%llu", (unsigned long long)offset);
+    hu_response_end(r, c->keep_alive);
+    hu_conn_send(c, NULL, 0, NULL);
+}
+
+static void publish_done(uv_work_t *w, int status) {
+    hu_upload *u = (hu_upload *)w;
+    hu_conn *c = u->conn;
+    u->job_running = 0;
+    if (status < 0 && u->err == 0)
+        u->err = status;
+    if (!c->closing) {
+        if (u->err < 0) {
+            hu_conn_send_error(c, hu_status_from_errno(u->err), 0);
+        } else if (u->kind == HU_UPLOAD_PATCH) {
+            send_patch_done(c, u->meta.size);
+        } else {
+            size_t len = 0;
+            char *body = created_body(u, &len);
+            hu_response *r = &c->resp;
+            hu_response_start(r, 201, &c->set->cfg, c->parser.head);
+            hu_response_header(r, "Content-Type", "application/json");
+            hu_response_header(r, "Content-Length", "%zu", body ? len : 0);
+            hu_response_end(r, c->keep_alive);
+            hu_conn_send(c, body, body ? len : 0, NULL);
+        }
+    }
+    upload_free(u);
+    hu_conn_job_finished(c);
+}
+
+static void upload_end(hu_conn *c) {
+    hu_upload *u = c->sink_state;
+    if (u->base + u->received < u->grant.size) {
+        /* a tus PATCH that carried one piece: keep it and report the offset */
+        uint64_t offset = u->base + u->received;
+        keep_or_drop(u);
+        upload_free(u);
+        send_patch_done(c, offset);
+        return;
+    }
+    u->job_running = 1;
+    hu_conn_job_started(c);
+    if (uv_queue_work(c->srv->loop, &u->work, publish_job, publish_done) < 0) {
+        u->job_running = 0;
+        hu_conn_job_finished(c);
+        hu_conn_close(c);
+    }
+}
+
+static const hu_body_sink upload_sink = {upload_data, upload_end};
+
+static void start_body(hu_conn *c) { hu_conn_take_body(c, &upload_sink, c->sink_state); }
+
+void hu_upload_start(hu_conn *c, const hu_http_head *h, const hu_upload_grant *g,
+                     hu_upload_kind kind, uint64_t expect_offset) {
+    const hu_storage *st = &c->set->storage;
+    hu_upload *u = calloc(1, sizeof *u);
+    if (u == NULL) {
+        hu_conn_send_error(c, 500, 1);
+        return;
+    }
+    u->conn = c;
+    u->fd = -1;
+    u->kind = kind;
+    u->grant = *g;
+    snprintf(c->user, sizeof c->user, "%.127s", g->user); /* for the access log */
+    hu_storage_key(g->path, g->path_len, u->key);
+    int rc = hu_upload_key_busy(c->srv, u->key) ? -EBUSY : 0;
+    if (rc == 0) {
+        int exists = hu_storage_exists(st, g->path);
+        rc = exists == 1 ? -EEXIST : exists;
+    }
+    if (rc == 0)
+        rc = hu_storage_begin(st, u->key, kind == HU_UPLOAD_PUT, &u->fd, &u->base);
+    if (rc == 0 && kind == HU_UPLOAD_PATCH) {
+        if (u->base != expect_offset)
+            rc = -EEXIST; /* 409: the client's idea of the offset is stale */
+        else if (u->base + h->content_length > g->size)
+            rc = -EFBIG;
+    }
+    if (rc == 0 && kind == HU_UPLOAD_PUT) {
+        if ((u->sha = EVP_MD_CTX_new()) == NULL)
+            rc = -ENOMEM;
+        else if (EVP_DigestInit_ex(u->sha, EVP_sha256(), NULL) != 1)
+            rc = -EIO;
+    }
+    if (rc == 0 && kind == HU_UPLOAD_PUT && resumable(u) && g->size >= HU_RESUME_STATE_EARLY) {
+        hu_file_meta m;
+        resume_meta(u, &m);
+        rc = hu_storage_save_resume(st, u->key, &m);
+        u->state_saved = rc == 0;
+    }
+    if (rc < 0) {
+        /* PUT: nothing was received, drop it all; PATCH: the earlier bytes stay. */
+        if (u->fd >= 0 && kind == HU_UPLOAD_PUT)
+            hu_storage_abort(st, u->key, u->fd);
+        else if (u->fd >= 0)
+            close(u->fd);
+        u->fd = -1;
+        c->upload_key = NULL;
+        EVP_MD_CTX_free(u->sha);
+        free(u);
+        hu_conn_send_error(c, hu_status_from_errno(rc), 1);
+        return;
+    }
+    c->sink_state = u;
+    c->cleanup = upload_cleanup;
+    c->upload_key = u->key;
+    if (h->expect_continue)
+        hu_conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, start_body);
+    else
+        start_body(c);
+}
