@@ -2,7 +2,9 @@
  * database (WAL mode) shared by the NIF (slot grants) and the upload server (completions,
  * downloads, expiry). Whoever opens it first creates or migrates the schema (user_version).
  * Every function returns 0 or a negative errno; -EDQUOT for "over quota", -ENOENT for
- * "no such row", -EIO for any SQLite failure (the message goes to hu_ledger_errmsg). */
+ * "no such row", -EIO for any SQLite failure (the message goes to hu_ledger_errmsg),
+ * -EAGAIN when the database stayed locked past the busy timeout.
+ * A hu_ledger is used by one thread at a time; each process or thread opens its own. */
 #ifndef HU_LEDGER_H
 #define HU_LEDGER_H
 
@@ -54,5 +56,33 @@ int hu_ledger_delete_file(hu_ledger *l, const char *path, const char *reason);
  * user and path may be NULL; detail is free text (may be NULL). */
 int hu_ledger_audit(hu_ledger *l, int64_t now, const char *event, const char *user,
                     const char *path, uint64_t size, const char *detail);
+
+/* Earliest expiry among user's open reservations (0 when none): the <retry stamp>. */
+int hu_ledger_retry_at(hu_ledger *l, const char *user, int64_t now, int64_t *at);
+
+/* Drops the reservation of path (a slot whose upload was refused or will never come). */
+int hu_ledger_release(hu_ledger *l, const char *path);
+
+/* Row callbacks: return non-zero to stop. Strings are valid during the call only. */
+typedef int (*hu_ledger_file_cb)(void *ctx, const hu_stored_file *f);
+int hu_ledger_list_files(hu_ledger *l, const char *user /* NULL = all */, hu_ledger_file_cb cb,
+                         void *ctx);
+/* Files whose expires is set and <= now (max_days). */
+int hu_ledger_expired_files(hu_ledger *l, int64_t now, hu_ledger_file_cb cb, void *ctx);
+/* One file by path; -ENOENT when there is no such row. */
+int hu_ledger_get_file(hu_ledger *l, const char *path, hu_ledger_file_cb cb, void *ctx);
+
+typedef struct {
+    int64_t id, at;
+    const char *event, *user, *path, *detail;
+    uint64_t size;
+} hu_audit_entry;
+typedef int (*hu_ledger_audit_cb)(void *ctx, const hu_audit_entry *e);
+/* Newest first; user NULL = everybody. */
+int hu_ledger_audit_recent(hu_ledger *l, const char *user, unsigned limit, hu_ledger_audit_cb cb,
+                           void *ctx);
+
+/* Deletes expired reservations; returns how many, or -EIO. */
+int hu_ledger_purge_reservations(hu_ledger *l, int64_t now);
 
 #endif

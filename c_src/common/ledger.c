@@ -1,0 +1,479 @@
+/* The ledger in SQLite (WAL). Every statement is prepared once per handle; grants and
+ * completions are single IMMEDIATE transactions, so two processes (module and server) and
+ * any number of concurrent slot requests serialize on SQLite's write lock and can never
+ * over-commit a quota. The audit table is append-only: nothing here updates or deletes it. */
+#include "ledger.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SCHEMA_VERSION 1
+#define BUSY_TIMEOUT_MS 5000
+
+static const char schema_v1[] =
+    "CREATE TABLE IF NOT EXISTS files(path TEXT PRIMARY KEY, user TEXT, size INTEGER NOT NULL,"
+    " content_type TEXT, sha256 TEXT, created INTEGER NOT NULL, expires INTEGER NOT NULL DEFAULT 0,"
+    " source_ip TEXT, scheme TEXT);"
+    "CREATE INDEX IF NOT EXISTS files_user ON files(user);"
+    "CREATE INDEX IF NOT EXISTS files_expires ON files(expires) WHERE expires > 0;"
+    "CREATE TABLE IF NOT EXISTS reservations(path TEXT PRIMARY KEY, user TEXT NOT NULL,"
+    " size INTEGER NOT NULL, expires INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS reservations_user ON reservations(user);"
+    "CREATE TABLE IF NOT EXISTS quotas(user TEXT PRIMARY KEY, quota INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS audit(id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,"
+    " event TEXT NOT NULL, user TEXT, path TEXT, size INTEGER NOT NULL DEFAULT 0, detail TEXT);";
+
+enum {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_PURGE_USER,
+    S_QUOTA_OF,
+    S_USED,
+    S_RESERVED,
+    S_RETRY_AT,
+    S_INSERT_RES,
+    S_DELETE_RES,
+    S_INSERT_FILE,
+    S_AUDIT,
+    S_SET_QUOTA,
+    S_CLEAR_QUOTA,
+    S_DELETE_FILE,
+    S_LIST_USER,
+    S_LIST_ALL,
+    S_EXPIRED,
+    S_GET_FILE,
+    S_AUDIT_USER,
+    S_AUDIT_ALL,
+    S_PURGE_ALL,
+    S_COUNT
+};
+
+static const char *const sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_PURGE_USER] = "DELETE FROM reservations WHERE user = ?1 AND expires <= ?2",
+    [S_QUOTA_OF] = "SELECT quota FROM quotas WHERE user = ?1",
+    [S_USED] = "SELECT COALESCE(SUM(size), 0) FROM files WHERE user = ?1",
+    [S_RESERVED] = "SELECT COALESCE(SUM(size), 0) FROM reservations WHERE user = ?1 AND expires > ?2",
+    [S_RETRY_AT] = "SELECT COALESCE(MIN(expires), 0) FROM reservations WHERE user = ?1 AND expires > ?2",
+    [S_INSERT_RES] = "INSERT INTO reservations(path, user, size, expires) VALUES(?1, ?2, ?3, ?4)",
+    [S_DELETE_RES] = "DELETE FROM reservations WHERE path = ?1",
+    [S_INSERT_FILE] = "INSERT INTO files(path, user, size, content_type, sha256, created, expires,"
+                      " source_ip, scheme) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_AUDIT] = "INSERT INTO audit(at, event, user, path, size, detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_SET_QUOTA] = "INSERT INTO quotas(user, quota) VALUES(?1, ?2)"
+                    " ON CONFLICT(user) DO UPDATE SET quota = excluded.quota",
+    [S_CLEAR_QUOTA] = "DELETE FROM quotas WHERE user = ?1",
+    [S_DELETE_FILE] = "DELETE FROM files WHERE path = ?1 RETURNING user, size",
+    [S_LIST_USER] = "SELECT path, user, size, content_type, sha256, created, expires, source_ip,"
+                    " scheme FROM files WHERE user = ?1 ORDER BY created, path",
+    [S_LIST_ALL] = "SELECT path, user, size, content_type, sha256, created, expires, source_ip,"
+                   " scheme FROM files ORDER BY created, path",
+    [S_EXPIRED] = "SELECT path, user, size, content_type, sha256, created, expires, source_ip,"
+                  " scheme FROM files WHERE expires > 0 AND expires <= ?1",
+    [S_GET_FILE] = "SELECT path, user, size, content_type, sha256, created, expires, source_ip,"
+                   " scheme FROM files WHERE path = ?1",
+    [S_AUDIT_USER] = "SELECT id, at, event, user, path, size, detail FROM audit WHERE user = ?1"
+                     " ORDER BY id DESC LIMIT ?2",
+    [S_AUDIT_ALL] = "SELECT id, at, event, user, path, size, detail FROM audit ORDER BY id DESC LIMIT ?2",
+    [S_PURGE_ALL] = "DELETE FROM reservations WHERE expires <= ?1",
+};
+
+struct hu_ledger {
+    sqlite3 *db;
+    sqlite3_stmt *st[S_COUNT];
+    char errmsg[256];
+};
+
+static int fail(hu_ledger *l, int rc) {
+    snprintf(l->errmsg, sizeof l->errmsg, "%s", sqlite3_errmsg(l->db));
+    return rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? -EAGAIN : -EIO;
+}
+
+const char *hu_ledger_errmsg(const hu_ledger *l) { return l ? l->errmsg : "out of memory"; }
+
+/* A prepared statement, reset and ready for binding. */
+static sqlite3_stmt *stmt(hu_ledger *l, int which) {
+    sqlite3_stmt *s = l->st[which];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v) {
+    if (v)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+/* Runs a statement that returns no rows (or whose rows we ignore). */
+static int run(hu_ledger *l, sqlite3_stmt *s) {
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : fail(l, rc);
+}
+
+/* A single int64 from a one-row query. */
+static int scalar(hu_ledger *l, sqlite3_stmt *s, int64_t *out, int *found) {
+    int rc = sqlite3_step(s);
+    if (found)
+        *found = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(l, rc);
+}
+
+static int begin(hu_ledger *l) { return run(l, stmt(l, S_BEGIN)); }
+static int commit(hu_ledger *l) { return run(l, stmt(l, S_COMMIT)); }
+static void rollback(hu_ledger *l) {
+    if (!sqlite3_get_autocommit(l->db))
+        run(l, stmt(l, S_ROLLBACK));
+}
+
+static int migrate(hu_ledger *l) {
+    char *msg = NULL;
+    /* IMMEDIATE: two processes opening a new ledger at once do not both create it. */
+    int rc = sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+    sqlite3_stmt *v = NULL;
+    int64_t version = 0;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(l->db, "PRAGMA user_version", -1, &v, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(v) == SQLITE_ROW)
+        version = sqlite3_column_int64(v, 0);
+    sqlite3_finalize(v);
+    if (rc == SQLITE_OK && version > SCHEMA_VERSION) {
+        snprintf(l->errmsg, sizeof l->errmsg, "ledger schema version %lld is newer than %d",
+                 (long long)version, SCHEMA_VERSION);
+        sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+        return -EPROTO;
+    }
+    if (rc == SQLITE_OK && version < 1)
+        rc = sqlite3_exec(l->db, schema_v1, NULL, NULL, &msg);
+    if (rc == SQLITE_OK && version < SCHEMA_VERSION) {
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", SCHEMA_VERSION);
+        rc = sqlite3_exec(l->db, pragma, NULL, NULL, &msg);
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(l->db, "COMMIT", NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        snprintf(l->errmsg, sizeof l->errmsg, "%s", msg ? msg : sqlite3_errmsg(l->db));
+        sqlite3_free(msg);
+        sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc == SQLITE_BUSY ? -EAGAIN : -EIO;
+    }
+    return 0;
+}
+
+int hu_ledger_open(const char *path, hu_ledger **out) {
+    *out = NULL;
+    hu_ledger *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return -ENOMEM;
+    int rc = sqlite3_open_v2(path, &l->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(l->db, BUSY_TIMEOUT_MS);
+        /* WAL: readers never block the writer; NORMAL is durable across process crashes. */
+        rc = sqlite3_exec(l->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                                 " PRAGMA foreign_keys=OFF;", NULL, NULL, NULL);
+    }
+    int err = rc == SQLITE_OK ? migrate(l) : fail(l, rc);
+    for (int i = 0; err == 0 && i < S_COUNT; i++)
+        if (sqlite3_prepare_v3(l->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &l->st[i], NULL) !=
+            SQLITE_OK)
+            err = fail(l, SQLITE_ERROR);
+    if (err < 0) {
+        *out = l; /* so the caller can read errmsg; it must still close it */
+        return err;
+    }
+    *out = l;
+    return 0;
+}
+
+void hu_ledger_close(hu_ledger *l) {
+    if (l == NULL)
+        return;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(l->st[i]);
+    sqlite3_close(l->db);
+    free(l);
+}
+
+static int audit(hu_ledger *l, int64_t now, const char *event, const char *user,
+                 const char *path, uint64_t size, const char *detail) {
+    sqlite3_stmt *s = stmt(l, S_AUDIT);
+    sqlite3_bind_int64(s, 1, now);
+    bind_text(s, 2, event);
+    bind_text(s, 3, user);
+    bind_text(s, 4, path);
+    sqlite3_bind_int64(s, 5, (int64_t)size);
+    bind_text(s, 6, detail);
+    return run(l, s);
+}
+
+int hu_ledger_audit(hu_ledger *l, int64_t now, const char *event, const char *user,
+                    const char *path, uint64_t size, const char *detail) {
+    return audit(l, now, event, user, path, size, detail);
+}
+
+/* used, reserved and quota for user; inside or outside a transaction. */
+static int usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
+                 uint64_t *used, uint64_t *reserved, uint64_t *quota) {
+    int64_t u = 0, r = 0, q = 0;
+    int found = 0, rc;
+    sqlite3_stmt *s = stmt(l, S_USED);
+    bind_text(s, 1, user);
+    if ((rc = scalar(l, s, &u, NULL)) < 0)
+        return rc;
+    s = stmt(l, S_RESERVED);
+    bind_text(s, 1, user);
+    sqlite3_bind_int64(s, 2, now);
+    if ((rc = scalar(l, s, &r, NULL)) < 0)
+        return rc;
+    s = stmt(l, S_QUOTA_OF);
+    bind_text(s, 1, user);
+    if ((rc = scalar(l, s, &q, &found)) < 0)
+        return rc;
+    *used = (uint64_t)u;
+    *reserved = (uint64_t)r;
+    *quota = found ? (uint64_t)q : default_quota;
+    return 0;
+}
+
+int hu_ledger_usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
+                    uint64_t *used, uint64_t *reserved, uint64_t *quota) {
+    return usage(l, user, now, default_quota, used, reserved, quota);
+}
+
+int hu_ledger_retry_at(hu_ledger *l, const char *user, int64_t now, int64_t *at) {
+    sqlite3_stmt *s = stmt(l, S_RETRY_AT);
+    bind_text(s, 1, user);
+    sqlite3_bind_int64(s, 2, now);
+    *at = 0;
+    return scalar(l, s, at, NULL);
+}
+
+int hu_ledger_reserve(hu_ledger *l, const char *path, const char *user, uint64_t size,
+                      int64_t expires, int64_t now, uint64_t default_quota, int64_t *retry_at) {
+    if (size > INT64_MAX || path == NULL || user == NULL)
+        return -EINVAL;
+    *retry_at = 0;
+    int rc = begin(l);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *s = stmt(l, S_PURGE_USER);
+    bind_text(s, 1, user);
+    sqlite3_bind_int64(s, 2, now);
+    uint64_t used, reserved, quota;
+    if ((rc = run(l, s)) < 0 || (rc = usage(l, user, now, default_quota, &used, &reserved, &quota)) < 0)
+        goto out;
+    /* quota 0 = unlimited; the sum is compared without overflow */
+    if (quota != 0 && (used > quota || reserved > quota - used || size > quota - used - reserved)) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "over quota: used %llu reserved %llu quota %llu",
+                 (unsigned long long)used, (unsigned long long)reserved, (unsigned long long)quota);
+        if ((rc = hu_ledger_retry_at(l, user, now, retry_at)) < 0 ||
+            (rc = audit(l, now, "refused", user, path, size, detail)) < 0 || (rc = commit(l)) < 0)
+            goto out;
+        return -EDQUOT;
+    }
+    s = stmt(l, S_INSERT_RES);
+    bind_text(s, 1, path);
+    bind_text(s, 2, user);
+    sqlite3_bind_int64(s, 3, (int64_t)size);
+    sqlite3_bind_int64(s, 4, expires);
+    if ((rc = run(l, s)) < 0) {
+        if (sqlite3_extended_errcode(l->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+            rc = -EEXIST;
+        goto out;
+    }
+    if ((rc = audit(l, now, "grant", user, path, size, NULL)) < 0 || (rc = commit(l)) < 0)
+        goto out;
+    return 0;
+out:
+    rollback(l);
+    return rc;
+}
+
+int hu_ledger_release(hu_ledger *l, const char *path) {
+    sqlite3_stmt *s = stmt(l, S_DELETE_RES);
+    bind_text(s, 1, path);
+    return run(l, s);
+}
+
+int hu_ledger_commit_upload(hu_ledger *l, const hu_stored_file *f) {
+    if (f->size > INT64_MAX)
+        return -EINVAL;
+    int rc = begin(l);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *s = stmt(l, S_DELETE_RES);
+    bind_text(s, 1, f->path);
+    if ((rc = run(l, s)) < 0)
+        goto out;
+    s = stmt(l, S_INSERT_FILE);
+    bind_text(s, 1, f->path);
+    bind_text(s, 2, f->user);
+    sqlite3_bind_int64(s, 3, (int64_t)f->size);
+    bind_text(s, 4, f->content_type);
+    bind_text(s, 5, f->sha256_hex);
+    sqlite3_bind_int64(s, 6, f->created);
+    sqlite3_bind_int64(s, 7, f->expires);
+    bind_text(s, 8, f->source_ip);
+    bind_text(s, 9, f->scheme);
+    if ((rc = run(l, s)) < 0) {
+        if (sqlite3_extended_errcode(l->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+            rc = -EEXIST;
+        goto out;
+    }
+    char detail[96];
+    snprintf(detail, sizeof detail, "scheme=%s%s sha256=%.16s", f->scheme ? f->scheme : "?",
+             f->user ? "" : " (legacy token, no user)", f->sha256_hex ? f->sha256_hex : "-");
+    if ((rc = audit(l, f->created, "upload", f->user, f->path, f->size, detail)) < 0 ||
+        (rc = commit(l)) < 0)
+        goto out;
+    return 0;
+out:
+    rollback(l);
+    return rc;
+}
+
+int hu_ledger_set_quota(hu_ledger *l, const char *user, uint64_t quota) {
+    if (quota > INT64_MAX)
+        return -EINVAL;
+    sqlite3_stmt *s = stmt(l, S_SET_QUOTA);
+    bind_text(s, 1, user);
+    sqlite3_bind_int64(s, 2, (int64_t)quota);
+    return run(l, s);
+}
+
+int hu_ledger_clear_quota(hu_ledger *l, const char *user) {
+    sqlite3_stmt *s = stmt(l, S_CLEAR_QUOTA);
+    bind_text(s, 1, user);
+    return run(l, s);
+}
+
+int hu_ledger_delete_file(hu_ledger *l, const char *path, const char *reason) {
+    int rc = begin(l);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *s = stmt(l, S_DELETE_FILE);
+    bind_text(s, 1, path);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        rc = rc == SQLITE_DONE ? -ENOENT : fail(l, rc);
+        goto out;
+    }
+    char user[3072] = "";
+    const unsigned char *u = sqlite3_column_text(s, 0);
+    int has_user = u != NULL;
+    if (u)
+        snprintf(user, sizeof user, "%s", (const char *)u);
+    uint64_t size = (uint64_t)sqlite3_column_int64(s, 1);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+    }
+    sqlite3_reset(s);
+    if ((rc = audit(l, (int64_t)time(NULL), "delete", has_user ? user : NULL, path, size, reason)) < 0 ||
+        (rc = commit(l)) < 0)
+        goto out;
+    return 0;
+out:
+    rollback(l);
+    return rc;
+}
+
+static const char *col_text(sqlite3_stmt *s, int i) {
+    return (const char *)sqlite3_column_text(s, i);
+}
+
+static int each_file(hu_ledger *l, sqlite3_stmt *s, hu_ledger_file_cb cb, void *ctx, int *n) {
+    int rc;
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        hu_stored_file f = {
+            .path = col_text(s, 0),
+            .user = col_text(s, 1),
+            .size = (uint64_t)sqlite3_column_int64(s, 2),
+            .content_type = col_text(s, 3),
+            .sha256_hex = col_text(s, 4),
+            .created = sqlite3_column_int64(s, 5),
+            .expires = sqlite3_column_int64(s, 6),
+            .source_ip = col_text(s, 7),
+            .scheme = col_text(s, 8),
+        };
+        (*n)++;
+        if (cb(ctx, &f)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : fail(l, rc);
+}
+
+int hu_ledger_list_files(hu_ledger *l, const char *user, hu_ledger_file_cb cb, void *ctx) {
+    sqlite3_stmt *s = stmt(l, user ? S_LIST_USER : S_LIST_ALL);
+    if (user)
+        bind_text(s, 1, user);
+    int n;
+    return each_file(l, s, cb, ctx, &n);
+}
+
+int hu_ledger_expired_files(hu_ledger *l, int64_t now, hu_ledger_file_cb cb, void *ctx) {
+    sqlite3_stmt *s = stmt(l, S_EXPIRED);
+    sqlite3_bind_int64(s, 1, now);
+    int n;
+    return each_file(l, s, cb, ctx, &n);
+}
+
+int hu_ledger_get_file(hu_ledger *l, const char *path, hu_ledger_file_cb cb, void *ctx) {
+    sqlite3_stmt *s = stmt(l, S_GET_FILE);
+    bind_text(s, 1, path);
+    int n, rc = each_file(l, s, cb, ctx, &n);
+    return rc < 0 ? rc : n == 0 ? -ENOENT : 0;
+}
+
+int hu_ledger_audit_recent(hu_ledger *l, const char *user, unsigned limit, hu_ledger_audit_cb cb,
+                           void *ctx) {
+    sqlite3_stmt *s = stmt(l, user ? S_AUDIT_USER : S_AUDIT_ALL);
+    if (user)
+        bind_text(s, 1, user);
+    sqlite3_bind_int64(s, 2, limit);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        hu_audit_entry e = {
+            .id = sqlite3_column_int64(s, 0),
+            .at = sqlite3_column_int64(s, 1),
+            .event = col_text(s, 2),
+            .user = col_text(s, 3),
+            .path = col_text(s, 4),
+            .size = (uint64_t)sqlite3_column_int64(s, 5),
+            .detail = col_text(s, 6),
+        };
+        if (cb(ctx, &e)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : fail(l, rc);
+}
+
+int hu_ledger_purge_reservations(hu_ledger *l, int64_t now) {
+    sqlite3_stmt *s = stmt(l, S_PURGE_ALL);
+    sqlite3_bind_int64(s, 1, now);
+    int rc = run(l, s);
+    return rc < 0 ? rc : sqlite3_changes(l->db);
+}
