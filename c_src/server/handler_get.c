@@ -2,6 +2,7 @@
  * headers that keep a browser from running what someone uploaded. The body is streamed in
  * chunks read on the thread pool, one chunk in flight per connection. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -88,6 +89,39 @@ static void download_next(hu_conn *c) {
         hu_conn_job_finished(c);
         hu_conn_close(c);
     }
+}
+
+/* "download" audit rows are written on the thread pool: a GET never waits for SQLite. */
+typedef struct {
+    uv_work_t work;
+    hu_settings *set;
+    uint64_t size;
+    char path[HU_MAX_PATH_LEN + 1];
+} audit_job;
+
+static void audit_work(uv_work_t *w) {
+    audit_job *j = (audit_job *)w;
+    hu_server_ledger_audit(&j->set->ledger, "download", NULL, j->path, j->size, NULL);
+}
+
+static void audit_done(uv_work_t *w, int status) {
+    (void)status;
+    audit_job *j = (audit_job *)w;
+    hu_settings_release(j->set);
+    free(j);
+}
+
+static void audit_download(hu_conn *c, const char *path, uint64_t size) {
+    if (c->set->ledger.ledger == NULL)
+        return;
+    audit_job *j = malloc(sizeof *j);
+    if (j == NULL)
+        return;
+    j->set = hu_settings_acquire(c->set);
+    j->size = size;
+    snprintf(j->path, sizeof j->path, "%s", path);
+    if (uv_queue_work(c->srv->loop, &j->work, audit_work, audit_done) < 0)
+        audit_done(&j->work, 0);
 }
 
 static hu_cond_headers cond_headers(const hu_http_head *h) {
@@ -192,6 +226,7 @@ void hu_handle_get(hu_conn *c, const hu_http_head *h) {
         hu_conn_send(c, NULL, 0, NULL);
         return;
     }
+    audit_download(c, path, length);
     hu_download *d = malloc(sizeof *d);
     if (d == NULL) {
         close(fd);

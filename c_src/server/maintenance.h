@@ -1,6 +1,8 @@
-/* Housekeeping the server does on its own: at start-up, on SIGHUP and once a minute it
- * removes partial uploads whose token expired (and, at start-up, partial files a crash left
- * without resumption state). Runs on the loop thread: it touches a handful of small files. */
+/* Housekeeping the server does on its own, at start-up, on SIGHUP and once a minute:
+ * partial uploads whose token expired go (at start-up also partial files a crash left without
+ * resumption state), files older than max_days go with their ledger rows, and at start-up the
+ * ledger and the storage directory are reconciled (rows without files, files without rows).
+ * Runs on the loop thread: between start-up checks it touches a handful of files. */
 #ifndef HU_MAINTENANCE_H
 #define HU_MAINTENANCE_H
 

@@ -23,6 +23,8 @@ int hu_settings_load(const char *path, const char *host, hu_settings **out, char
         if (rc < 0)
             snprintf(err, errlen, "storage_dir %s: %s", s->cfg.storage_dir, strerror(-rc));
     }
+    if (rc == 0 && (rc = hu_server_ledger_open(&s->ledger, s->cfg.ledger_path, err, errlen)) < 0)
+        hu_storage_close(&s->storage);
     if (rc < 0) {
         hu_config_free(&s->cfg);
         free(s);
@@ -41,6 +43,7 @@ hu_settings *hu_settings_acquire(hu_settings *s) {
 void hu_settings_release(hu_settings *s) {
     if (--s->refs > 0)
         return;
+    hu_server_ledger_close(&s->ledger);
     hu_storage_close(&s->storage);
     hu_config_free(&s->cfg);
     free(s);

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "server_ledger.h"
 #include "storage.h"
 
 /* Settings a request runs with: a config and what was opened from it. Reference-counted so
@@ -13,6 +14,7 @@
 typedef struct {
     hu_config cfg;
     hu_storage storage;
+    hu_server_ledger ledger;
     int refs;
 } hu_settings;
 

@@ -303,6 +303,30 @@ void hu_storage_abort(const hu_storage *s, const char *key, int fd) {
     unlinkat(s->partfd, name, 0);
 }
 
+int hu_storage_unpublish(const hu_storage *s, const char *path) {
+    char key[HU_STORAGE_KEY_LEN + 1];
+    hu_storage_key(path, strlen(path), key);
+    int rc = unlinkat(s->dirfd, path, 0) < 0 ? -errno : 0;
+    unlinkat(s->metafd, key, 0);
+    /* the slot directory goes too when it is empty (it usually holds just this file) */
+    const char *slash = strrchr(path, '/');
+    if (rc == 0 && slash != NULL) {
+        char dir[HU_MAX_PATH_LEN + 1];
+        size_t n = (size_t)(slash - path);
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+        while (unlinkat(s->dirfd, dir, AT_REMOVEDIR) == 0) {
+            char *up = strrchr(dir, '/');
+            if (up == NULL)
+                break;
+            *up = '\0';
+        }
+    }
+    if (rc == 0 && s->do_fsync)
+        fsync(s->dirfd);
+    return rc;
+}
+
 int hu_storage_open_file(const hu_storage *s, const char *path, int *fd_out, struct stat *st) {
     int fd = openat(s->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)

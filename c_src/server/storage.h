@@ -74,6 +74,9 @@ int hu_storage_publish(const hu_storage *s, const char *key, int fd, const char 
 /* Drops an upload: closes fd (if >= 0) and unlinks the partial file and its state. */
 void hu_storage_abort(const hu_storage *s, const char *key, int fd);
 
+/* Removes a published file and its metadata (expiry, deletion, or a failed ledger commit). */
+int hu_storage_unpublish(const hu_storage *s, const char *path);
+
 /* Opens a published file for reading; fills st. -ENOENT when absent (or not a regular file). */
 int hu_storage_open_file(const hu_storage *s, const char *path, int *fd_out, struct stat *st);
 

@@ -146,6 +146,24 @@ static int upload_data(hu_conn *c, const char *p, size_t n) {
     return 1;
 }
 
+/* The stored-file row, after the file is durable and before the 201. */
+static int record_upload(hu_upload *u) {
+    const hu_config *cfg = &u->conn->set->cfg;
+    const hu_file_meta *m = &u->meta;
+    hu_stored_file f = {
+        .path = u->grant.path,
+        .user = u->grant.user[0] ? u->grant.user : NULL,
+        .size = m->size,
+        .content_type = m->type,
+        .sha256_hex = m->sha256,
+        .created = m->uploaded,
+        .expires = cfg->max_days ? m->uploaded + (int64_t)cfg->max_days * 86400 : 0,
+        .source_ip = u->conn->peer,
+        .scheme = m->scheme,
+    };
+    return hu_server_ledger_commit(&u->conn->set->ledger, &f);
+}
+
 static void publish_job(uv_work_t *w) {
     hu_upload *u = (hu_upload *)w;
     hu_file_meta *m = &u->meta;
@@ -169,6 +187,11 @@ static void publish_job(uv_work_t *w) {
         u->published = u->err == 0;
     }
     u->fd = -1;
+    if (u->published && (u->err = record_upload(u)) < 0) {
+        /* Not in the ledger means not acknowledged: take the file back, the client retries. */
+        hu_storage_unpublish(storage_of(u), u->grant.path);
+        u->published = 0;
+    }
 }
 
 /* JSON string with escapes; returns bytes written. out must hold 6 * n + 2 bytes. */

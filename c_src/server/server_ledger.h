@@ -1,0 +1,27 @@
+/* The server's use of the ledger (ledger.h): one handle per settings generation, guarded by
+ * a mutex because thread-pool jobs of different connections use it. ledger_path: "none"
+ * disables it (benchmarks measure its cost that way). */
+#ifndef HU_SERVER_LEDGER_H
+#define HU_SERVER_LEDGER_H
+
+#include <uv.h>
+
+#include "ledger.h"
+
+typedef struct {
+    hu_ledger *ledger; /* NULL when disabled */
+    uv_mutex_t lock;
+} hu_server_ledger;
+
+/* Opens cfg's ledger (or nothing for "none"); one error line into err. */
+int hu_server_ledger_open(hu_server_ledger *sl, const char *path, char *err, size_t errlen);
+void hu_server_ledger_close(hu_server_ledger *sl);
+
+/* The upload is durable and visible: record it (and drop its reservation). Blocking. */
+int hu_server_ledger_commit(hu_server_ledger *sl, const hu_stored_file *f);
+
+/* An audit row; blocking; errors are logged, not returned (auditing never fails a request). */
+void hu_server_ledger_audit(hu_server_ledger *sl, const char *event, const char *user,
+                            const char *path, uint64_t size, const char *detail);
+
+#endif

@@ -1,0 +1,119 @@
+#!/usr/bin/python3
+"""The server's side of the ledger: completions recorded with their sha256, downloads audited,
+max_days expiry, and the start-up check that reconciles the ledger with the files on disk."""
+
+import hashlib
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import UploadServer, curl, eq, main, put, test  # noqa: E402
+
+
+def db(srv):
+    return sqlite3.connect(os.path.join(srv.storage, "ledger.sqlite3"))
+
+
+@test
+def upload_recorded_and_download_audited():
+    with UploadServer() as srv:
+        body = os.urandom(5000)
+        s = srv.slot(len(body))
+        # the module would have reserved the slot; do what it does
+        with db(srv) as c:
+            c.execute("INSERT INTO reservations VALUES(?, ?, ?, ?)", (s.path, s.user, len(body), s.expires))
+        eq(put(s.put_url, body).status, 201, "PUT")
+        eq(curl(s.get_url).status, 200, "GET")
+        time.sleep(0.2)
+        with db(srv) as c:
+            row = c.execute("SELECT user, size, sha256, content_type, scheme, source_ip FROM files WHERE path = ?",
+                            (s.path,)).fetchone()
+            eq(row, (s.user, len(body), hashlib.sha256(body).hexdigest(), "image/jpeg", "bearer", "127.0.0.1"),
+               "files row")
+            eq(c.execute("SELECT COUNT(*) FROM reservations").fetchone()[0], 0, "reservation consumed")
+            events = [r[0] for r in c.execute("SELECT event FROM audit ORDER BY id")]
+            eq(events, ["upload", "download"], "audit")
+        srv.assert_clean_exit()
+
+
+@test
+def max_days_expiry_removes_file_and_row():
+    with UploadServer(max_days=1) as srv:
+        body = os.urandom(100)
+        s = srv.slot(len(body))
+        eq(put(s.put_url, body).status, 201, "PUT")
+        with db(srv) as c:
+            exp = c.execute("SELECT expires - created FROM files").fetchone()[0]
+            eq(exp, 86400, "expires after max_days")
+            c.execute("UPDATE files SET expires = 1")  # as if a day had passed
+        srv.signal(signal.SIGHUP)  # maintenance also runs on reload (and every minute)
+        deadline = time.time() + 5
+        while time.time() < deadline and srv.visible_files():
+            time.sleep(0.1)
+        eq(srv.visible_files(), [], "file removed")
+        eq(curl(s.get_url).status, 404, "GET")
+        with db(srv) as c:
+            eq(c.execute("SELECT COUNT(*) FROM files").fetchone()[0], 0, "row removed")
+            eq(c.execute("SELECT detail FROM audit WHERE event = 'delete'").fetchone()[0],
+               "expired (max_days)", "audited")
+        srv.assert_clean_exit()
+
+
+@test
+def startup_reconciles_ledger_and_files():
+    with UploadServer() as srv:
+        a, b = os.urandom(100), os.urandom(200)
+        sa, sb = srv.slot(len(a), filename="a.jpg"), srv.slot(len(b), filename="b.jpg")
+        eq(put(sa.put_url, a).status, 201, "PUT a")
+        eq(put(sb.put_url, b).status, 201, "PUT b")
+        srv.assert_clean_exit()
+        os.unlink(os.path.join(srv.storage, sa.path))       # a file deleted by hand
+        with db(srv) as c:
+            c.execute("DELETE FROM files WHERE path = ?", (sb.path,))  # as if killed before the commit
+        srv.start()
+        assert any("reconciled" in l for l in srv.stderr_lines), srv.stderr_lines
+        with db(srv) as c:
+            rows = sorted(r[0] for r in c.execute("SELECT path FROM files"))
+            eq(rows, [sb.path], "row of the missing file gone, file without row adopted")
+            eq(c.execute("SELECT sha256 FROM files").fetchone()[0], hashlib.sha256(b).hexdigest(), "sha")
+        eq(srv.visible_files(), [sb.path], "files")
+        srv.assert_clean_exit()
+
+
+@test
+def kill_9_mid_upload_leaves_consistent_state():
+    with UploadServer() as srv:
+        body = os.urandom(4 << 20)
+        s = srv.slot(len(body))
+        done = srv.slot(10, filename="done.jpg")
+        eq(put(done.put_url, b"0123456789").status, 201, "a finished upload")
+        c = socket.create_connection(("127.0.0.1", srv.port))
+        target = s.put_url.split(str(srv.port), 1)[1]
+        c.sendall(f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:1 << 20])
+        time.sleep(0.3)
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait()
+        c.close()
+        srv.start()
+        eq(srv.visible_files(), [done.path], "only the finished upload is visible")
+        with db(srv) as cx:
+            eq([r[0] for r in cx.execute("SELECT path FROM files")], [done.path], "ledger agrees")
+            eq(cx.execute("PRAGMA integrity_check").fetchone()[0], "ok", "ledger intact")
+        srv.assert_clean_exit()
+
+
+@test
+def ledger_can_be_disabled():
+    with UploadServer(ledger_path="none") as srv:
+        s = srv.slot(10)
+        eq(put(s.put_url, b"0123456789").status, 201, "PUT without a ledger")
+        assert not os.path.exists(os.path.join(srv.storage, "ledger.sqlite3"))
+        srv.assert_clean_exit()
+
+
+if __name__ == "__main__":
+    main()
