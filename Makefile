@@ -9,7 +9,8 @@
 # Debian 12 packages the build, the tests and the demo need.
 DEB_PACKAGES := make gcc clang libc6-dev libuv1-dev libssl-dev libyaml-dev libsqlite3-dev \
                 node-llhttp erlang-nox erlang-dev erlang-eunit ejabberd go-sendxmpp \
-                python3 python3-slixmpp curl openssl ca-certificates procps
+                python3 python3-slixmpp curl openssl ca-certificates procps nodejs sqlite3 \
+                nginx-light libnginx-mod-http-dav-ext wrk
 
 EJABBERD_INC := $(firstword $(wildcard /usr/lib/*/ejabberd-*/include))
 EJABBERD_EBIN := $(firstword $(wildcard /usr/lib/*/ejabberd-*/ebin))
@@ -37,10 +38,14 @@ deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
 	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "Missing Debian packages:$$missing (run as root to install them)"; exit 1; fi; \
 	  echo "Installing:$$missing"; \
+	  rc_policy=/usr/sbin/policy-rc.d; own_policy=0; \
+	  if [ ! -e $$rc_policy ]; then printf '#!/bin/sh\nexit 101\n' > $$rc_policy; chmod +x $$rc_policy; own_policy=1; fi; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  status=$$?; [ $$own_policy = 1 ] && rm -f $$rc_policy; [ $$status = 0 ] || exit $$status; \
 	fi
 
 run: deps all
