@@ -141,13 +141,27 @@ class UploadServer:
         self.port = None
         self.stderr_lines = []
 
+    @classmethod
+    def from_config(cls, config, storage, port, binary=None):
+        """The server on an existing ejabberd.yml (the one ejabberd itself runs with)."""
+        srv = cls(binary=binary)
+        shutil.rmtree(srv.dir, ignore_errors=True)
+        srv.dir = os.path.dirname(config)
+        srv.config = config
+        srv.storage = storage
+        srv.external_config = True
+        return srv.start()
+
+    external_config = False
+
     def write_config(self, **changes):
         self.opts.update(changes)
         with open(self.config, "w") as f:
             f.write(module_yaml(self.opts))
 
     def start(self, timeout=20):
-        self.write_config()
+        if not self.external_config:
+            self.write_config()
         self.proc = subprocess.Popen([self.binary, "--config", self.config],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         ready = threading.Event()

@@ -1,0 +1,364 @@
+/* The NIF behind hmac_upload_nif.erl: token minting (the same C token library as the upload
+ * server, so the two can never disagree), the shared secret file, and the quota ledger.
+ * No mutable C globals: the resource type lives in priv_data. Minting runs inline (a few
+ * microseconds, charged as reductions); anything touching the disk runs on a dirty IO
+ * scheduler. Expected failures are {error, Atom}; wrong argument types are badarg. */
+#include <errno.h>
+#include <erl_nif.h>
+#include <string.h>
+
+#include "ledger.h"
+#include "secret_file.h"
+#include "token.h"
+
+typedef struct {
+    ErlNifResourceType *ledger_type;
+} nif_priv;
+
+/* A ledger handle is single-threaded; dirty schedulers may call in parallel, hence the lock. */
+typedef struct {
+    ErlNifMutex *lock;
+    hu_ledger *ledger;
+} ledger_res;
+
+static ERL_NIF_TERM atom(ErlNifEnv *env, const char *name) {
+    ERL_NIF_TERM a;
+    if (!enif_make_existing_atom(env, name, &a, ERL_NIF_LATIN1))
+        a = enif_make_atom(env, name);
+    return a;
+}
+
+static ERL_NIF_TERM error_tuple(ErlNifEnv *env, const char *reason) {
+    return enif_make_tuple2(env, atom(env, "error"), atom(env, reason));
+}
+
+static const char *errno_atom(int err) {
+    switch (-err) {
+    case EINVAL: return "einval";
+    case ENOENT: return "enoent";
+    case EPERM: return "eperm";
+    case EACCES: return "eacces";
+    case EEXIST: return "eexist";
+    case EAGAIN: return "eagain";
+    case EDQUOT: return "quota_exceeded";
+    case ENOMEM: return "enomem";
+    case EPROTO: return "eproto";
+    default: return "eio";
+    }
+}
+
+static int get_slice(ErlNifEnv *env, ERL_NIF_TERM t, hu_slice *s) {
+    ErlNifBinary b;
+    if (!enif_inspect_binary(env, t, &b))
+        return 0;
+    s->ptr = (const char *)b.data;
+    s->len = b.size;
+    return 1;
+}
+
+/* A binary as a NUL-terminated C string in buf (refusing embedded NULs). */
+static int get_cstr(ErlNifEnv *env, ERL_NIF_TERM t, char *buf, size_t cap) {
+    ErlNifBinary b;
+    if (!enif_inspect_binary(env, t, &b) || b.size >= cap || memchr(b.data, 0, b.size))
+        return 0;
+    memcpy(buf, b.data, b.size);
+    buf[b.size] = '\0';
+    return 1;
+}
+
+static ERL_NIF_TERM mint_bearer_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    hu_slice secret;
+    hu_bearer_fields f;
+    ErlNifUInt64 size;
+    ErlNifSInt64 expires;
+    if (!get_slice(env, argv[0], &secret) || !get_slice(env, argv[1], &f.user) ||
+        !get_slice(env, argv[2], &f.path) || !enif_get_uint64(env, argv[3], &size) ||
+        !get_slice(env, argv[4], &f.type) || !enif_get_int64(env, argv[5], &expires))
+        return enif_make_badarg(env);
+    f.size = size;
+    f.expires = expires;
+    char token[HU_BEARER_TOKEN_LEN + 1];
+    int rc = hu_bearer_mint(secret, &f, token);
+    enif_consume_timeslice(env, 1);
+    if (rc < 0)
+        return error_tuple(env, errno_atom(rc));
+    ERL_NIF_TERM out;
+    unsigned char *p = enif_make_new_binary(env, HU_BEARER_TOKEN_LEN, &out);
+    memcpy(p, token, HU_BEARER_TOKEN_LEN);
+    return enif_make_tuple2(env, atom(env, "ok"), out);
+}
+
+static ERL_NIF_TERM secret_file_read_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    char path[4096], secret[HU_MAX_SECRET_LEN], err[512];
+    size_t len = 0;
+    if (!get_cstr(env, argv[0], path, sizeof path) ||
+        (!enif_is_identical(argv[1], atom(env, "true")) &&
+         !enif_is_identical(argv[1], atom(env, "false"))))
+        return enif_make_badarg(env);
+    int create = enif_is_identical(argv[1], atom(env, "true"));
+    int rc = hu_secret_file_read(path, create, secret, sizeof secret, &len, err, sizeof err);
+    if (rc < 0)
+        return error_tuple(env, errno_atom(rc));
+    ERL_NIF_TERM out;
+    unsigned char *p = enif_make_new_binary(env, len, &out);
+    memcpy(p, secret, len);
+    memset(secret, 0, sizeof secret);
+    return enif_make_tuple2(env, atom(env, "ok"), out);
+}
+
+static void ledger_dtor(ErlNifEnv *env, void *obj) {
+    (void)env;
+    ledger_res *r = obj;
+    hu_ledger_close(r->ledger);
+    if (r->lock)
+        enif_mutex_destroy(r->lock);
+}
+
+static ERL_NIF_TERM ledger_open_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    nif_priv *priv = enif_priv_data(env);
+    char path[4096];
+    if (!get_cstr(env, argv[0], path, sizeof path))
+        return enif_make_badarg(env);
+    ledger_res *r = enif_alloc_resource(priv->ledger_type, sizeof *r);
+    if (r == NULL)
+        return error_tuple(env, "enomem");
+    r->ledger = NULL;
+    r->lock = enif_mutex_create("hmac_upload_ledger");
+    int rc = r->lock ? hu_ledger_open(path, &r->ledger) : -ENOMEM;
+    if (rc < 0) {
+        enif_release_resource(r); /* the destructor closes what was opened */
+        return error_tuple(env, errno_atom(rc));
+    }
+    ERL_NIF_TERM t = enif_make_resource(env, r);
+    enif_release_resource(r);
+    return enif_make_tuple2(env, atom(env, "ok"), t);
+}
+
+static ledger_res *get_ledger(ErlNifEnv *env, ERL_NIF_TERM t) {
+    nif_priv *priv = enif_priv_data(env);
+    ledger_res *r;
+    return enif_get_resource(env, t, priv->ledger_type, (void **)&r) && r->ledger ? r : NULL;
+}
+
+static ERL_NIF_TERM reserve_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    ledger_res *r = get_ledger(env, argv[0]);
+    char path[1100], user[HU_MAX_USER_LEN + 1];
+    ErlNifUInt64 size, quota;
+    ErlNifSInt64 expires, now;
+    if (!r || !get_cstr(env, argv[1], path, sizeof path) ||
+        !get_cstr(env, argv[2], user, sizeof user) || !enif_get_uint64(env, argv[3], &size) ||
+        !enif_get_int64(env, argv[4], &expires) || !enif_get_int64(env, argv[5], &now) ||
+        !enif_get_uint64(env, argv[6], &quota))
+        return enif_make_badarg(env);
+    int64_t retry_at = 0;
+    enif_mutex_lock(r->lock);
+    int rc = hu_ledger_reserve(r->ledger, path, user, size, expires, now, quota, &retry_at);
+    enif_mutex_unlock(r->lock);
+    return rc == 0 ? atom(env, "ok") : error_tuple(env, errno_atom(rc));
+}
+
+static ERL_NIF_TERM retry_at_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    ledger_res *r = get_ledger(env, argv[0]);
+    char user[HU_MAX_USER_LEN + 1];
+    ErlNifSInt64 now;
+    if (!r || !get_cstr(env, argv[1], user, sizeof user) || !enif_get_int64(env, argv[2], &now))
+        return enif_make_badarg(env);
+    int64_t at = 0;
+    enif_mutex_lock(r->lock);
+    int rc = hu_ledger_retry_at(r->ledger, user, now, &at);
+    enif_mutex_unlock(r->lock);
+    return rc == 0 ? enif_make_int64(env, at) : error_tuple(env, errno_atom(rc));
+}
+
+static ERL_NIF_TERM usage_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    ledger_res *r = get_ledger(env, argv[0]);
+    char user[HU_MAX_USER_LEN + 1];
+    ErlNifSInt64 now;
+    ErlNifUInt64 def;
+    if (!r || !get_cstr(env, argv[1], user, sizeof user) || !enif_get_int64(env, argv[2], &now) ||
+        !enif_get_uint64(env, argv[3], &def))
+        return enif_make_badarg(env);
+    uint64_t used = 0, reserved = 0, quota = 0;
+    enif_mutex_lock(r->lock);
+    int rc = hu_ledger_usage(r->ledger, user, now, def, &used, &reserved, &quota);
+    enif_mutex_unlock(r->lock);
+    if (rc < 0)
+        return error_tuple(env, errno_atom(rc));
+    return enif_make_tuple4(env, atom(env, "ok"), enif_make_uint64(env, used),
+                            enif_make_uint64(env, reserved), enif_make_uint64(env, quota));
+}
+
+static ERL_NIF_TERM set_quota_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    ledger_res *r = get_ledger(env, argv[0]);
+    char user[HU_MAX_USER_LEN + 1];
+    ErlNifUInt64 q;
+    int clear = enif_is_identical(argv[2], atom(env, "default"));
+    if (!r || !get_cstr(env, argv[1], user, sizeof user) || (!clear && !enif_get_uint64(env, argv[2], &q)))
+        return enif_make_badarg(env);
+    enif_mutex_lock(r->lock);
+    int rc = clear ? hu_ledger_clear_quota(r->ledger, user) : hu_ledger_set_quota(r->ledger, user, q);
+    enif_mutex_unlock(r->lock);
+    return rc == 0 ? atom(env, "ok") : error_tuple(env, errno_atom(rc));
+}
+
+static ERL_NIF_TERM text_or_undefined(ErlNifEnv *env, const char *s) {
+    if (s == NULL)
+        return atom(env, "undefined");
+    ERL_NIF_TERM out;
+    size_t n = strlen(s);
+    memcpy(enif_make_new_binary(env, n, &out), s, n);
+    return out;
+}
+
+typedef struct {
+    ErlNifEnv *env;
+    ERL_NIF_TERM list;
+} list_ctx;
+
+static int add_file(void *ctx, const hu_stored_file *f) {
+    list_ctx *lc = ctx;
+    ErlNifEnv *env = lc->env;
+    ERL_NIF_TERM keys[] = {atom(env, "path"), atom(env, "user"), atom(env, "size"),
+                           atom(env, "content_type"), atom(env, "sha256"), atom(env, "created"),
+                           atom(env, "expires"), atom(env, "source_ip"), atom(env, "scheme")};
+    ERL_NIF_TERM vals[] = {text_or_undefined(env, f->path), text_or_undefined(env, f->user),
+                           enif_make_uint64(env, f->size), text_or_undefined(env, f->content_type),
+                           text_or_undefined(env, f->sha256_hex), enif_make_int64(env, f->created),
+                           enif_make_int64(env, f->expires), text_or_undefined(env, f->source_ip),
+                           text_or_undefined(env, f->scheme)};
+    ERL_NIF_TERM map;
+    enif_make_map_from_arrays(env, keys, vals, 9, &map);
+    lc->list = enif_make_list_cell(env, map, lc->list);
+    return 0;
+}
+
+static ERL_NIF_TERM list_files_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    ledger_res *r = get_ledger(env, argv[0]);
+    char user[HU_MAX_USER_LEN + 1];
+    if (!r || !get_cstr(env, argv[1], user, sizeof user))
+        return enif_make_badarg(env);
+    list_ctx lc = {env, enif_make_list(env, 0)};
+    enif_mutex_lock(r->lock);
+    int rc = hu_ledger_list_files(r->ledger, user, add_file, &lc);
+    enif_mutex_unlock(r->lock);
+    ERL_NIF_TERM rev;
+    if (rc < 0)
+        return error_tuple(env, errno_atom(rc));
+    enif_make_reverse_list(env, lc.list, &rev);
+    return enif_make_tuple2(env, atom(env, "ok"), rev);
+}
+
+static ERL_NIF_TERM delete_file_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    ledger_res *r = get_ledger(env, argv[0]);
+    char path[1100], reason[256];
+    if (!r || !get_cstr(env, argv[1], path, sizeof path) || !get_cstr(env, argv[2], reason, sizeof reason))
+        return enif_make_badarg(env);
+    enif_mutex_lock(r->lock);
+    int rc = hu_ledger_delete_file(r->ledger, path, reason);
+    enif_mutex_unlock(r->lock);
+    return rc == 0 ? atom(env, "ok") : error_tuple(env, errno_atom(rc));
+}
+
+static int add_audit(void *ctx, const hu_audit_entry *e) {
+    list_ctx *lc = ctx;
+    ErlNifEnv *env = lc->env;
+    ERL_NIF_TERM keys[] = {atom(env, "id"), atom(env, "at"), atom(env, "event"), atom(env, "user"),
+                           atom(env, "path"), atom(env, "size"), atom(env, "detail")};
+    ERL_NIF_TERM vals[] = {enif_make_int64(env, e->id), enif_make_int64(env, e->at),
+                           text_or_undefined(env, e->event), text_or_undefined(env, e->user),
+                           text_or_undefined(env, e->path), enif_make_uint64(env, e->size),
+                           text_or_undefined(env, e->detail)};
+    ERL_NIF_TERM map;
+    enif_make_map_from_arrays(env, keys, vals, 7, &map);
+    lc->list = enif_make_list_cell(env, map, lc->list);
+    return 0;
+}
+
+static ERL_NIF_TERM audit_recent_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    ledger_res *r = get_ledger(env, argv[0]);
+    char user[HU_MAX_USER_LEN + 1];
+    unsigned limit;
+    int all = enif_is_identical(argv[1], atom(env, "all"));
+    if (!r || (!all && !get_cstr(env, argv[1], user, sizeof user)) || !enif_get_uint(env, argv[2], &limit))
+        return enif_make_badarg(env);
+    list_ctx lc = {env, enif_make_list(env, 0)};
+    enif_mutex_lock(r->lock);
+    int rc = hu_ledger_audit_recent(r->ledger, all ? NULL : user, limit, add_audit, &lc);
+    enif_mutex_unlock(r->lock);
+    ERL_NIF_TERM rev;
+    if (rc < 0)
+        return error_tuple(env, errno_atom(rc));
+    enif_make_reverse_list(env, lc.list, &rev);
+    return enif_make_tuple2(env, atom(env, "ok"), rev);
+}
+
+static ERL_NIF_TERM audit_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    ledger_res *r = get_ledger(env, argv[0]);
+    char event[32], user[HU_MAX_USER_LEN + 1], path[1100], detail[512];
+    ErlNifSInt64 now;
+    ErlNifUInt64 size;
+    if (!r || !enif_get_int64(env, argv[1], &now) || !get_cstr(env, argv[2], event, sizeof event) ||
+        !get_cstr(env, argv[3], user, sizeof user) || !get_cstr(env, argv[4], path, sizeof path) ||
+        !enif_get_uint64(env, argv[5], &size) || !get_cstr(env, argv[6], detail, sizeof detail))
+        return enif_make_badarg(env);
+    enif_mutex_lock(r->lock);
+    int rc = hu_ledger_audit(r->ledger, now, event, user[0] ? user : NULL, path[0] ? path : NULL,
+                             size, detail[0] ? detail : NULL);
+    enif_mutex_unlock(r->lock);
+    return rc == 0 ? atom(env, "ok") : error_tuple(env, errno_atom(rc));
+}
+
+static int open_types(ErlNifEnv *env, nif_priv *priv) {
+    ErlNifResourceFlags tried;
+    priv->ledger_type = enif_open_resource_type(env, NULL, "hmac_upload_ledger", ledger_dtor,
+                                                ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, &tried);
+    return priv->ledger_type ? 0 : -1;
+}
+
+static int load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM info) {
+    (void)info;
+    nif_priv *priv = enif_alloc(sizeof *priv);
+    if (priv == NULL || open_types(env, priv) < 0) {
+        enif_free(priv);
+        return 1;
+    }
+    *priv_data = priv;
+    return 0;
+}
+
+static int upgrade(ErlNifEnv *env, void **priv_data, void **old_priv, ERL_NIF_TERM info) {
+    (void)old_priv;
+    return load(env, priv_data, info);
+}
+
+static void unload(ErlNifEnv *env, void *priv_data) {
+    (void)env;
+    enif_free(priv_data);
+}
+
+static ErlNifFunc nif_funcs[] = {
+    {"mint_bearer", 6, mint_bearer_nif, 0},
+    {"secret_file_read", 2, secret_file_read_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"ledger_open", 1, ledger_open_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"reserve", 7, reserve_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"retry_at", 3, retry_at_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"usage", 4, usage_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"set_quota", 3, set_quota_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"list_files", 2, list_files_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"delete_file", 3, delete_file_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"audit_recent", 3, audit_recent_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"audit", 7, audit_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+};
+
+ERL_NIF_INIT(hmac_upload_nif, nif_funcs, load, NULL, upgrade, unload)

@@ -1,0 +1,74 @@
+%%% NIF stubs for mod_http_upload_hmac: token minting with the C token library the upload
+%%% server links too, the shared secret file, and the quota ledger. Kept apart from the
+%%% module so a missing or broken .so is reported clearly instead of breaking the module's
+%%% code loading. Expected failures are {error, Atom}.
+-module(hmac_upload_nif).
+
+-export([load/0, mint_bearer/6, secret_file_read/2, ledger_open/1, reserve/7, retry_at/3,
+         usage/4, set_quota/3, list_files/2, delete_file/3, audit_recent/3, audit/7]).
+
+-on_load(load/0).
+
+-define(LIB, "hmac_upload_nif").
+
+%% The .so lives in priv/lib: found with code:priv_dir/1, or next to the ebin directory when
+%% the module was loaded with -pa from a source tree.
+-spec load() -> ok | {error, term()}.
+load() ->
+    Dir = case code:priv_dir(?MODULE) of
+              {error, _} ->
+                  filename:join(filename:dirname(filename:dirname(code:which(?MODULE))), "priv");
+              PrivDir ->
+                  PrivDir
+          end,
+    case erlang:load_nif(filename:join([Dir, "lib", ?LIB]), 0) of
+        ok -> ok;
+        {error, {reload, _}} -> ok;
+        {error, {upgrade, _}} -> ok;
+        {error, _} = Err ->
+            error_logger:error_msg("hmac_upload_nif: cannot load ~s/lib/~s.so: ~p~n",
+                                   [Dir, ?LIB, Err]),
+            Err
+    end.
+
+-spec mint_bearer(binary(), binary(), binary(), non_neg_integer(), binary(), integer()) ->
+          {ok, binary()} | {error, atom()}.
+mint_bearer(_Secret, _User, _Path, _Size, _Type, _Expires) -> erlang:nif_error(not_loaded).
+
+-spec secret_file_read(binary(), boolean()) -> {ok, binary()} | {error, atom()}.
+secret_file_read(_Path, _Create) -> erlang:nif_error(not_loaded).
+
+-spec ledger_open(binary()) -> {ok, reference()} | {error, atom()}.
+ledger_open(_Path) -> erlang:nif_error(not_loaded).
+
+%% Reserves Size bytes for User under Path until Expires, in one transaction:
+%% ok | {error, quota_exceeded} | {error, eexist | eagain | eio | einval}.
+-spec reserve(reference(), binary(), binary(), non_neg_integer(), integer(), integer(),
+              non_neg_integer()) -> ok | {error, atom()}.
+reserve(_Ledger, _Path, _User, _Size, _Expires, _Now, _DefaultQuota) -> erlang:nif_error(not_loaded).
+
+%% Earliest expiry among User's open reservations; 0 when none.
+-spec retry_at(reference(), binary(), integer()) -> integer() | {error, atom()}.
+retry_at(_Ledger, _User, _Now) -> erlang:nif_error(not_loaded).
+
+-spec usage(reference(), binary(), integer(), non_neg_integer()) ->
+          {ok, non_neg_integer(), non_neg_integer(), non_neg_integer()} | {error, atom()}.
+usage(_Ledger, _User, _Now, _DefaultQuota) -> erlang:nif_error(not_loaded).
+
+%% Quota is bytes, or the atom default to remove the override.
+-spec set_quota(reference(), binary(), non_neg_integer() | default) -> ok | {error, atom()}.
+set_quota(_Ledger, _User, _Quota) -> erlang:nif_error(not_loaded).
+
+-spec list_files(reference(), binary()) -> {ok, [map()]} | {error, atom()}.
+list_files(_Ledger, _User) -> erlang:nif_error(not_loaded).
+
+-spec delete_file(reference(), binary(), binary()) -> ok | {error, atom()}.
+delete_file(_Ledger, _Path, _Reason) -> erlang:nif_error(not_loaded).
+
+%% Newest first; User is a bare JID or the atom all.
+-spec audit_recent(reference(), binary() | all, non_neg_integer()) -> {ok, [map()]} | {error, atom()}.
+audit_recent(_Ledger, _User, _Limit) -> erlang:nif_error(not_loaded).
+
+-spec audit(reference(), integer(), binary(), binary(), binary(), non_neg_integer(), binary()) ->
+          ok | {error, atom()}.
+audit(_Ledger, _Now, _Event, _User, _Path, _Size, _Detail) -> erlang:nif_error(not_loaded).

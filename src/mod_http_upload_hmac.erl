@@ -1,0 +1,628 @@
+%%% XEP-0363 HTTP File Upload for ejabberd, with signed, time-limited PUT URLs served by
+%%% hmac-upload-server (c_src/server). This module answers slot requests on the upload
+%%% component (upload.@HOST@), applies the size, extension, filename, access and quota rules,
+%%% reserves the bytes in the shared ledger and mints the Bearer token with the NIF, whose C
+%%% token library the upload server links too. Wire formats: ../shared/DESIGN.md.
+-module(mod_http_upload_hmac).
+-author('mod_http_upload_hmac authors').
+
+-behaviour(gen_mod).
+-behaviour(gen_server).
+
+%% gen_mod
+-export([start/2, stop/1, reload/3, depends/2, mod_opt_type/1, mod_options/1, mod_doc/0]).
+%% gen_server
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, code_change/3]).
+%% hooks and commands
+-export([remove_user/2, get_commands_spec/0, cmd_usage/2, cmd_set_quota/3, cmd_clear_quota/2,
+         cmd_list_files/2, cmd_delete_file/2, cmd_audit/2]).
+%% pure parts, exported for the EUnit tests
+-export([check_request/4, check_filename/1, check_content_type/1, pct/1, put_url/6, get_url/3,
+         slot_element/3, new_slot_id/0, storage_key/1]).
+
+-include("logger.hrl").
+-include("xmpp.hrl").
+-include("ejabberd_commands.hrl").
+-include("translate.hrl").
+
+-define(NS_UPLOAD, <<"urn:xmpp:http:upload:0">>).
+-define(DEFAULT_TYPE, <<"application/octet-stream">>).
+
+-record(state, {server_host :: binary(),
+                hosts = [] :: [binary()],
+                name :: binary(),
+                access :: atom(),
+                max_size :: pos_integer() | infinity,
+                quota :: non_neg_integer(),      % 0 = unlimited
+                token_expiry :: pos_integer(),
+                extensions = [] :: [binary()],   % lowercase, with the leading dot
+                server_url :: binary(),
+                secret :: binary(),
+                storage_dir :: binary(),
+                ledger :: reference() | undefined}).
+
+%%%===================================================================
+%%% gen_mod
+%%%===================================================================
+start(ServerHost, Opts) ->
+    case gen_mod:start_child(?MODULE, ServerHost, Opts) of
+        {ok, _} = Ok ->
+            register_commands(),
+            Ok;
+        Err ->
+            Err
+    end.
+
+stop(ServerHost) ->
+    case gen_mod:is_loaded_elsewhere(ServerHost, ?MODULE) of
+        false -> ejabberd_commands:unregister_commands(get_commands_spec());
+        true -> ok
+    end,
+    gen_mod:stop_child(?MODULE, ServerHost).
+
+reload(ServerHost, NewOpts, OldOpts) ->
+    gen_server:cast(gen_mod:get_module_proc(ServerHost, ?MODULE), {reload, NewOpts, OldOpts}).
+
+depends(_Host, _Opts) -> [].
+
+mod_opt_type(hmac_server_url) -> econf:url([http, https]);
+mod_opt_type(hmac_shared_secret) -> econf:binary("^.{16,1024}$");
+mod_opt_type(hmac_shared_secret_file) -> econf:binary();
+mod_opt_type(hmac_previous_secrets) -> econf:list(econf:binary("^.{16,1024}$"));
+mod_opt_type(max_size) -> econf:pos_int(infinity);
+mod_opt_type(quota_per_user) -> econf:pos_int(infinity);
+mod_opt_type(token_expiry) -> econf:pos_int();
+mod_opt_type(allowed_extensions) -> econf:list(econf:binary());
+mod_opt_type(listen) -> econf:binary();
+mod_opt_type(storage_dir) -> econf:binary();
+mod_opt_type(legacy_protocols) -> econf:list(econf:enum([v1, v2, token]));
+mod_opt_type(strict_content_type) -> econf:bool();
+mod_opt_type(cors_origins) -> econf:list(econf:binary());
+mod_opt_type(max_days) -> econf:pos_int(infinity);
+mod_opt_type(ledger_path) -> econf:binary();
+mod_opt_type(rm_on_unregister) -> econf:bool();
+mod_opt_type(fsync) -> econf:bool();
+mod_opt_type(max_connections) -> econf:pos_int();
+mod_opt_type(header_timeout) -> econf:pos_int();
+mod_opt_type(idle_timeout) -> econf:pos_int();
+mod_opt_type(access_log) -> econf:binary();
+mod_opt_type(access) -> econf:acl();
+mod_opt_type(name) -> econf:binary();
+mod_opt_type(host) -> econf:host();
+mod_opt_type(hosts) -> econf:hosts().
+
+mod_options(Host) ->
+    [{hmac_server_url, <<"http://127.0.0.1:5443/upload">>},
+     {hmac_shared_secret, undefined},
+     {hmac_shared_secret_file, undefined},
+     {hmac_previous_secrets, []},
+     {max_size, 104857600},
+     {quota_per_user, 1073741824},
+     {token_expiry, 86400},
+     {allowed_extensions, []},
+     {listen, <<"127.0.0.1:5443">>},
+     {storage_dir, <<"/var/lib/hmac-upload">>},
+     {legacy_protocols, []},
+     {strict_content_type, false},
+     {cors_origins, [<<"*">>]},
+     {max_days, infinity},
+     {ledger_path, undefined},
+     {rm_on_unregister, true},
+     {fsync, true},
+     {max_connections, 4096},
+     {header_timeout, 10},
+     {idle_timeout, 60},
+     {access_log, undefined},
+     {access, local},
+     {name, <<"HTTP File Upload">>},
+     {host, <<"upload.", Host/binary>>},
+     {hosts, []}].
+
+mod_doc() ->
+    #{desc =>
+          [?T("XEP-0363 HTTP File Upload with signed, time-limited PUT URLs. The module "
+              "hands out upload slots whose PUT URL carries an HMAC-SHA256 Bearer token "
+              "(also sent as an 'Authorization: Bearer' slot header); hmac-upload-server, "
+              "configured from this same section of ejabberd.yml, checks the token, streams "
+              "the upload to disk and serves downloads. Quotas, reservations and an audit "
+              "log live in a SQLite ledger both share.")],
+      opts =>
+          [{hmac_server_url, #{value => ?T("URL"),
+                               desc => ?T("Public base of the PUT and GET URLs; the upload "
+                                          "server serves under its path.")}},
+           {hmac_shared_secret, #{value => ?T("Secret"),
+                                  desc => ?T("HMAC key shared with the upload server "
+                                             "(16 to 1024 bytes).")}},
+           {hmac_shared_secret_file, #{value => ?T("Path"),
+                                       desc => ?T("File holding the key, used when "
+                                                  "'hmac_shared_secret' is not set; default "
+                                                  "<storage_dir>/secret, created with a random "
+                                                  "key (mode 0600) by whoever starts first.")}},
+           {hmac_previous_secrets, #{value => ?T("[Secret, ...]"),
+                                     desc => ?T("Keys the server still accepts while "
+                                                "rotating (server only).")}},
+           {max_size, #{value => ?T("Size"),
+                        desc => ?T("Largest file in bytes, or 'infinity'. Default 104857600.")}},
+           {quota_per_user, #{value => ?T("Size"),
+                              desc => ?T("Bytes stored plus reserved per bare JID, or "
+                                         "'infinity'. Default 1073741824.")}},
+           {token_expiry, #{value => ?T("Seconds"),
+                            desc => ?T("How long a PUT URL may be started. Default 86400.")}},
+           {allowed_extensions, #{value => ?T("[Extension, ...]"),
+                                  desc => ?T("File extensions accepted, case-insensitively; "
+                                             "empty: all.")}},
+           {listen, #{value => ?T("Address:Port"),
+                      desc => ?T("Where the upload server binds (server only).")}},
+           {storage_dir, #{value => ?T("Path"),
+                           desc => ?T("Files, the secret file and the ledger. Default "
+                                      "/var/lib/hmac-upload.")}},
+           {legacy_protocols, #{value => ?T("[v1 | v2 | token]"),
+                                desc => ?T("Legacy HMAC tokens the server accepts (server only).")}},
+           {strict_content_type, #{value => "true | false",
+                                   desc => ?T("Refuse a PUT whose Content-Type differs from "
+                                              "the signed one (server only).")}},
+           {cors_origins, #{value => ?T("[Origin, ...]"),
+                            desc => ?T("CORS origins (server only). Default [\"*\"].")}},
+           {max_days, #{value => ?T("Days"),
+                        desc => ?T("Delete files older than this (server only).")}},
+           {ledger_path, #{value => ?T("Path"),
+                           desc => ?T("SQLite ledger; default <storage_dir>/ledger.sqlite3; "
+                                      "'none' disables quotas and audit.")}},
+           {rm_on_unregister, #{value => "true | false",
+                                desc => ?T("Delete a user's files when the account is removed.")}},
+           {fsync, #{value => "true | false", desc => ?T("Durable writes (server only).")}},
+           {max_connections, #{value => ?T("Number"), desc => ?T("Server only.")}},
+           {header_timeout, #{value => ?T("Seconds"), desc => ?T("Server only.")}},
+           {idle_timeout, #{value => ?T("Seconds"), desc => ?T("Server only.")}},
+           {access_log, #{value => ?T("Path"), desc => ?T("Server only; 'none' disables it.")}},
+           {access, #{value => ?T("AccessName"),
+                      desc => ?T("Who may request slots. Default 'local'.")}},
+           {name, #{value => ?T("Name"), desc => ?T("Service discovery name.")}},
+           {host, #{desc => ?T("Deprecated. Use 'hosts' instead.")}},
+           {hosts, #{value => ?T("[Host, ...]"),
+                     desc => ?T("JIDs of the upload service. Default \"upload.@HOST@\".")}}]}.
+
+%%%===================================================================
+%%% gen_server
+%%%===================================================================
+init([ServerHost | _]) ->
+    process_flag(trap_exit, true),
+    Opts = gen_mod:get_module_opts(ServerHost, ?MODULE),
+    case init_state(ServerHost, Opts) of
+        {ok, State} ->
+            Hosts = gen_mod:get_opt_hosts(Opts),
+            lists:foreach(fun(H) -> ejabberd_router:register_route(H, ServerHost) end, Hosts),
+            ejabberd_hooks:add(remove_user, ServerHost, ?MODULE, remove_user, 50),
+            {ok, State#state{hosts = Hosts}};
+        {error, Why} ->
+            ?CRITICAL_MSG("mod_http_upload_hmac on ~ts cannot start: ~ts", [ServerHost, Why]),
+            {stop, Why}
+    end.
+
+handle_call({ledger, Fun}, _From, #state{ledger = undefined} = State) ->
+    _ = Fun,
+    {reply, {error, ledger_disabled}, State};
+handle_call({ledger, Fun}, _From, #state{ledger = L} = State) ->
+    {reply, Fun(L, State#state.quota, State#state.storage_dir), State};
+handle_call(Request, From, State) ->
+    ?WARNING_MSG("Unexpected call from ~p: ~p", [From, Request]),
+    {noreply, State}.
+
+handle_cast({reload, NewOpts, _OldOpts}, #state{server_host = ServerHost, hosts = OldHosts} = State) ->
+    case init_state(ServerHost, NewOpts) of
+        {ok, New} ->
+            NewHosts = gen_mod:get_opt_hosts(NewOpts),
+            lists:foreach(fun ejabberd_router:unregister_route/1, OldHosts -- NewHosts),
+            lists:foreach(fun(H) -> ejabberd_router:register_route(H, ServerHost) end,
+                          NewHosts -- OldHosts),
+            {noreply, New#state{hosts = NewHosts}};
+        {error, Why} ->
+            ?ERROR_MSG("mod_http_upload_hmac: reload failed, keeping the old settings: ~ts", [Why]),
+            {noreply, State}
+    end;
+handle_cast(Request, State) ->
+    ?WARNING_MSG("Unexpected cast: ~p", [Request]),
+    {noreply, State}.
+
+handle_info({route, #iq{lang = Lang} = Packet}, State) ->
+    try xmpp:decode_els(Packet) of
+        IQ ->
+            case process_iq(IQ, State) of
+                ignore -> ok;
+                Reply -> ejabberd_router:route(Reply)
+            end
+    catch _:{xmpp_codec, Why} ->
+            Err = xmpp:err_bad_request(xmpp:io_format_error(Why), Lang),
+            ejabberd_router:route_error(Packet, Err)
+    end,
+    {noreply, State};
+handle_info(Info, State) ->
+    ?WARNING_MSG("Unexpected info: ~p", [Info]),
+    {noreply, State}.
+
+terminate(_Reason, #state{server_host = ServerHost, hosts = Hosts}) ->
+    ejabberd_hooks:delete(remove_user, ServerHost, ?MODULE, remove_user, 50),
+    lists:foreach(fun ejabberd_router:unregister_route/1, Hosts).
+
+code_change(_OldVsn, State, _Extra) -> {ok, State}.
+
+%%%===================================================================
+%%% Settings
+%%%===================================================================
+init_state(ServerHost, Opts) ->
+    Opt = fun(Name) -> expand(gen_mod:get_opt(Name, Opts), ServerHost) end,
+    StorageDir = Opt(storage_dir),
+    _ = filelib:ensure_dir(filename:join(StorageDir, "x")),
+    case secret(Opt(hmac_shared_secret), Opt(hmac_shared_secret_file), StorageDir) of
+        {ok, Secret} ->
+            case open_ledger(Opt(ledger_path), StorageDir) of
+                {ok, Ledger} ->
+                    {ok, #state{server_host = ServerHost,
+                                name = Opt(name),
+                                access = Opt(access),
+                                max_size = Opt(max_size),
+                                quota = case Opt(quota_per_user) of
+                                            infinity -> 0;
+                                            Q -> Q
+                                        end,
+                                token_expiry = Opt(token_expiry),
+                                extensions = [normalize_extension(E) || E <- Opt(allowed_extensions)],
+                                server_url = trim_slash(Opt(hmac_server_url)),
+                                secret = Secret,
+                                storage_dir = StorageDir,
+                                ledger = Ledger}};
+                {error, Why} ->
+                    {error, io_lib:format("ledger: ~p", [Why])}
+            end;
+        {error, Why} ->
+            {error, Why}
+    end.
+
+expand(B, Host) when is_binary(B) -> misc:expand_keyword(<<"@HOST@">>, B, Host);
+expand(V, _Host) -> V.
+
+secret(Secret, _File, _Dir) when is_binary(Secret) -> {ok, Secret};
+secret(undefined, File, Dir) ->
+    Path = case File of
+               undefined -> filename:join(Dir, <<"secret">>);
+               _ -> File
+           end,
+    case hmac_upload_nif:secret_file_read(Path, true) of
+        {ok, S} -> {ok, S};
+        {error, Why} -> {error, io_lib:format("hmac_shared_secret_file ~ts: ~p", [Path, Why])}
+    end.
+
+open_ledger(<<"none">>, _Dir) -> {ok, undefined};
+open_ledger(undefined, Dir) -> open_ledger(filename:join(Dir, <<"ledger.sqlite3">>), Dir);
+open_ledger(Path, _Dir) -> hmac_upload_nif:ledger_open(Path).
+
+normalize_extension(<<$., _/binary>> = E) -> string:lowercase(E);
+normalize_extension(E) -> string:lowercase(<<$., E/binary>>).
+
+trim_slash(URL) -> string:trim(URL, trailing, "/").
+
+%%%===================================================================
+%%% IQ handling
+%%%===================================================================
+process_iq(#iq{type = get, lang = Lang, sub_els = [#disco_info{}]} = IQ,
+           #state{server_host = ServerHost, name = Name, max_size = MaxSize}) ->
+    AddInfo = ejabberd_hooks:run_fold(disco_info, ServerHost, [],
+                                      [ServerHost, ?MODULE, <<"">>, <<"">>]),
+    Form = case MaxSize of
+               infinity -> AddInfo;
+               _ -> [#xdata{type = result,
+                            fields = http_upload:encode([{'max-file-size', MaxSize}],
+                                                        ?NS_UPLOAD, Lang)} | AddInfo]
+           end,
+    xmpp:make_iq_result(
+      IQ, #disco_info{identities = [#identity{category = <<"store">>, type = <<"file">>,
+                                              name = translate:translate(Lang, Name)}],
+                      features = [?NS_UPLOAD, ?NS_DISCO_INFO, ?NS_DISCO_ITEMS],
+                      xdata = Form});
+process_iq(#iq{type = get, sub_els = [#disco_items{}]} = IQ, _State) ->
+    xmpp:make_iq_result(IQ, #disco_items{});
+process_iq(#iq{type = get, sub_els = [#upload_request_0{filename = File, size = Size,
+                                                        'content-type' = CType}]} = IQ,
+           State) ->
+    slot_request(IQ, File, Size, CType, State);
+process_iq(#iq{type = T, lang = Lang} = IQ, _State) when T == get; T == set ->
+    xmpp:make_error(IQ, xmpp:err_service_unavailable(?T("No module is handling this query"), Lang));
+process_iq(#iq{}, _State) ->
+    ignore.
+
+slot_request(#iq{from = From, lang = Lang} = IQ, File, Size, CType0,
+             #state{server_host = ServerHost, access = Access} = State) ->
+    CType = case CType0 of <<>> -> ?DEFAULT_TYPE; _ -> CType0 end,
+    User = jid:encode(jid:remove_resource(jid:tolower(From))),
+    Rules = #{max_size => State#state.max_size, extensions => State#state.extensions},
+    Result = case acl:match_rule(ServerHost, Access, From) of
+                 allow -> check_request(File, Size, CType, Rules);
+                 deny -> {error, forbidden}
+             end,
+    case Result of
+        ok ->
+            grant_slot(IQ, User, File, Size, CType, State);
+        {error, Reason} ->
+            ?INFO_MSG("Refusing HTTP upload slot for ~ts (file ~ts, ~B bytes): ~p",
+                      [User, File, Size, Reason]),
+            audit_refusal(State, User, File, Size, Reason),
+            xmpp:make_error(IQ, stanza_error(Reason, Lang))
+    end.
+
+grant_slot(#iq{lang = Lang} = IQ, User, File, Size, CType,
+           #state{secret = Secret, token_expiry = Expiry, server_url = Base} = State) ->
+    Slot = new_slot_id(),
+    Path = <<Slot/binary, $/, File/binary>>,
+    Now = erlang:system_time(second),
+    Expires = Now + Expiry,
+    case reserve(State, Path, User, Size, Expires, Now) of
+        ok ->
+            {ok, Token} = hmac_upload_nif:mint_bearer(Secret, User, Path, Size, CType, Expires),
+            Put = put_url(Base, Slot, File, User, CType, {Expires, Token}),
+            Get = get_url(Base, Slot, File),
+            ?INFO_MSG("HTTP upload slot for ~ts: ~ts (~B bytes)", [User, Path, Size]),
+            xmpp:make_iq_result(IQ, slot_element(Put, Get, Token));
+        {error, quota_exceeded} ->
+            RetryAt = hmac_upload_nif:retry_at(State#state.ledger, User, Now),
+            xmpp:make_error(IQ, stanza_error({quota, RetryAt}, Lang));
+        {error, Why} ->
+            ?ERROR_MSG("HTTP upload ledger error for ~ts: ~p", [User, Why]),
+            xmpp:make_error(IQ, xmpp:err_internal_server_error(?T("Upload ledger unavailable"), Lang))
+    end.
+
+reserve(#state{ledger = undefined}, _Path, _User, _Size, _Expires, _Now) -> ok;
+reserve(#state{ledger = L, quota = Quota}, Path, User, Size, Expires, Now) ->
+    hmac_upload_nif:reserve(L, Path, User, Size, Expires, Now, Quota).
+
+audit_refusal(#state{ledger = undefined}, _User, _File, _Size, _Reason) -> ok;
+audit_refusal(#state{ledger = L}, User, File, Size, Reason) ->
+    Detail = iolist_to_binary(io_lib:format("~p", [Reason])),
+    _ = hmac_upload_nif:audit(L, erlang:system_time(second), <<"refused">>, User, File,
+                              Size, Detail),
+    ok.
+
+stanza_error(forbidden, Lang) ->
+    xmpp:err_forbidden(?T("Access denied by service policy"), Lang);
+stanza_error(bad_filename, Lang) ->
+    xmpp:err_bad_request(?T("Invalid file name"), Lang);
+stanza_error(bad_content_type, Lang) ->
+    xmpp:err_bad_request(?T("Invalid content type"), Lang);
+stanza_error(empty_file, Lang) ->
+    xmpp:err_bad_request(?T("Empty files cannot be uploaded"), Lang);
+stanza_error(extension_not_allowed, Lang) ->
+    xmpp:err_not_acceptable(?T("File extension not allowed"), Lang);
+stanza_error({too_large, Max}, Lang) ->
+    Err = xmpp:err_not_acceptable({?T("File larger than ~w bytes"), [Max]}, Lang),
+    xmpp:set_els(Err, [#upload_file_too_large{'max-file-size' = Max, xmlns = ?NS_UPLOAD}
+                       | xmpp:get_els(Err)]);
+stanza_error({quota, RetryAt}, Lang) ->
+    Err = xmpp:err_resource_constraint(?T("Upload quota exceeded"), Lang),
+    case RetryAt of
+        T when is_integer(T), T > 0 ->
+            Stamp = {T div 1000000, T rem 1000000, 0},
+            xmpp:set_els(Err, [#upload_retry{stamp = Stamp} | xmpp:get_els(Err)]);
+        _ ->
+            Err
+    end.
+
+%%%===================================================================
+%%% Pure parts: rules, URLs, the slot element
+%%%===================================================================
+%% The rules a slot request must pass, in order (the access rule is checked before).
+-spec check_request(binary(), non_neg_integer(), binary(), map()) -> ok | {error, term()}.
+check_request(File, Size, CType, #{max_size := Max, extensions := Exts}) ->
+    case {check_filename(File), check_content_type(CType)} of
+        {error, _} -> {error, bad_filename};
+        {ok, error} -> {error, bad_content_type};
+        {ok, ok} when Size =< 0 -> {error, empty_file};
+        {ok, ok} ->
+            case extension_allowed(File, Exts) of
+                false -> {error, extension_not_allowed};
+                true when Max /= infinity, Size > Max -> {error, {too_large, Max}};
+                true -> ok
+            end
+    end.
+
+%% 1..255 bytes of UTF-8, no path separators, control characters or leading dot.
+-spec check_filename(binary()) -> ok | error.
+check_filename(F) when is_binary(F), byte_size(F) >= 1, byte_size(F) =< 255 ->
+    Bad = fun(C) -> C < 32 orelse C == 127 orelse C == $/ orelse C == $\\ end,
+    case {binary:first(F), unicode:characters_to_list(F)} of
+        {$., _} -> error;
+        {_, L} when is_list(L) ->
+            case lists:any(Bad, L) of
+                true -> error;
+                false -> ok
+            end;
+        _ -> error
+    end;
+check_filename(_) -> error.
+
+%% type/subtype of RFC 7230 token characters, optional printable parameters, <= 255 bytes.
+-spec check_content_type(binary()) -> ok | error.
+check_content_type(T) when byte_size(T) =< 255 ->
+    Re = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+([ ;][\\x20-\\x7e]*)?$",
+    case re:run(T, Re, [{capture, none}]) of
+        match -> ok;
+        nomatch -> error
+    end;
+check_content_type(_) -> error.
+
+extension_allowed(_File, []) -> true;
+extension_allowed(File, Exts) ->
+    Lower = string:lowercase(File),
+    lists:any(fun(E) ->
+                      byte_size(Lower) > byte_size(E) andalso
+                          binary:part(Lower, byte_size(Lower), -byte_size(E)) == E
+              end, Exts).
+
+%% Every byte outside RFC 3986 "unreserved" as %XX, uppercase: the same rule as url.c.
+-spec pct(binary()) -> binary().
+pct(B) ->
+    << <<(pct_byte(C))/binary>> || <<C>> <= B >>.
+
+pct_byte(C) when C >= $a, C =< $z; C >= $A, C =< $Z; C >= $0, C =< $9;
+                 C == $-; C == $.; C == $_; C == $~ -> <<C>>;
+pct_byte(C) -> iolist_to_binary(io_lib:format("%~2.16.0B", [C])).
+
+-spec put_url(binary(), binary(), binary(), binary(), binary(), {integer(), binary()}) -> binary().
+put_url(Base, Slot, File, User, CType, {Expires, Token}) ->
+    <<(get_url(Base, Slot, File))/binary, "?user=", (pct(User))/binary, "&type=",
+      (pct(CType))/binary, "&expires=", (integer_to_binary(Expires))/binary, "&token=",
+      Token/binary>>.
+
+-spec get_url(binary(), binary(), binary()) -> binary().
+get_url(Base, Slot, File) ->
+    <<Base/binary, $/, Slot/binary, $/, (pct(File))/binary>>.
+
+%% The xmpp library's slot record has no <header/>, so the slot is built as XML.
+-spec slot_element(binary(), binary(), binary()) -> fxml:xmlel().
+slot_element(Put, Get, Token) ->
+    #xmlel{name = <<"slot">>, attrs = [{<<"xmlns">>, ?NS_UPLOAD}],
+           children = [#xmlel{name = <<"put">>, attrs = [{<<"url">>, Put}],
+                              children = [#xmlel{name = <<"header">>,
+                                                 attrs = [{<<"name">>, <<"Authorization">>}],
+                                                 children = [{xmlcdata, <<"Bearer ", Token/binary>>}]}]},
+                       #xmlel{name = <<"get">>, attrs = [{<<"url">>, Get}]}]}.
+
+%% A random UUIDv4.
+-spec new_slot_id() -> binary().
+new_slot_id() ->
+    <<A:32, B:16, _:4, C:12, _:2, D:14, E:48>> = crypto:strong_rand_bytes(16),
+    iolist_to_binary(io_lib:format("~8.16.0b-~4.16.0b-4~3.16.0b-~4.16.0b-~12.16.0b",
+                                   [A, B, C, D bor 16#8000, E])).
+
+%% The server's metadata file name for a path: hex(sha256(P)), as storage.c computes it.
+-spec storage_key(binary()) -> binary().
+storage_key(Path) ->
+    << <<(list_to_binary(io_lib:format("~2.16.0b", [X])))/binary>>
+       || <<X>> <= crypto:hash(sha256, Path) >>.
+
+%%%===================================================================
+%%% Files: account removal and admin deletion
+%%%===================================================================
+%% The file, its metadata and its (usually now empty) slot directory; then the ledger row.
+delete_stored(Ledger, StorageDir, Path, Reason) ->
+    _ = file:delete(filename:join(StorageDir, Path)),
+    _ = file:delete(filename:join([StorageDir, <<".meta">>, storage_key(Path)])),
+    _ = file:del_dir(filename:join(StorageDir, filename:dirname(Path))),
+    hmac_upload_nif:delete_file(Ledger, Path, Reason).
+
+remove_user(User, Server) ->
+    LServer = jid:nameprep(Server),
+    case gen_mod:get_module_opt(LServer, ?MODULE, rm_on_unregister) of
+        true ->
+            BareJID = jid:encode({jid:nodeprep(User), LServer, <<>>}),
+            Proc = gen_mod:get_module_proc(LServer, ?MODULE),
+            Res = gen_server:call(
+                    Proc, {ledger, fun(L, _Q, Dir) ->
+                                           {ok, Files} = hmac_upload_nif:list_files(L, BareJID),
+                                           [delete_stored(L, Dir, P, <<"account removed">>)
+                                            || #{path := P} <- Files],
+                                           length(Files)
+                                   end}),
+            ?INFO_MSG("Removed ~p uploaded file(s) of ~ts", [Res, BareJID]);
+        false ->
+            ok
+    end.
+
+%%%===================================================================
+%%% Admin commands (ejabberdctl)
+%%%===================================================================
+register_commands() ->
+    ejabberd_commands:register_commands(get_commands_spec()).
+
+get_commands_spec() ->
+    [#ejabberd_commands{name = upload_usage, tags = [http_upload],
+                        desc = "Bytes stored, reserved and the quota of a user",
+                        module = ?MODULE, function = cmd_usage,
+                        args = [{user, binary}, {host, binary}],
+                        args_example = [<<"alice">>, <<"example.org">>],
+                        result = {usage, string}},
+     #ejabberd_commands{name = upload_set_quota, tags = [http_upload],
+                        desc = "Set a per-user upload quota in bytes",
+                        module = ?MODULE, function = cmd_set_quota,
+                        args = [{user, binary}, {host, binary}, {bytes, integer}],
+                        args_example = [<<"alice">>, <<"example.org">>, 5000000],
+                        result = {res, rescode}},
+     #ejabberd_commands{name = upload_clear_quota, tags = [http_upload],
+                        desc = "Return a user to the default upload quota",
+                        module = ?MODULE, function = cmd_clear_quota,
+                        args = [{user, binary}, {host, binary}],
+                        args_example = [<<"alice">>, <<"example.org">>],
+                        result = {res, rescode}},
+     #ejabberd_commands{name = upload_list_files, tags = [http_upload],
+                        desc = "List a user's uploaded files",
+                        module = ?MODULE, function = cmd_list_files,
+                        args = [{user, binary}, {host, binary}],
+                        args_example = [<<"alice">>, <<"example.org">>],
+                        result = {files, {list, {file, string}}}},
+     #ejabberd_commands{name = upload_delete_file, tags = [http_upload],
+                        desc = "Delete an uploaded file by its path (slot/filename)",
+                        module = ?MODULE, function = cmd_delete_file,
+                        args = [{host, binary}, {path, binary}],
+                        args_example = [<<"example.org">>, <<"6f1c.../photo.jpg">>],
+                        result = {res, rescode}},
+     #ejabberd_commands{name = upload_audit, tags = [http_upload],
+                        desc = "Recent upload audit entries, newest first",
+                        module = ?MODULE, function = cmd_audit,
+                        args = [{host, binary}, {count, integer}],
+                        args_example = [<<"example.org">>, 20],
+                        result = {entries, {list, {entry, string}}}}].
+
+with_ledger(Host, Fun) ->
+    try gen_server:call(gen_mod:get_module_proc(jid:nameprep(Host), ?MODULE), {ledger, Fun})
+    catch exit:{noproc, _} -> {error, not_loaded}
+    end.
+
+bare(User, Host) -> jid:encode({jid:nodeprep(User), jid:nameprep(Host), <<>>}).
+
+cmd_usage(User, Host) ->
+    BareJID = bare(User, Host),
+    case with_ledger(Host, fun(L, Q, _) ->
+                                   hmac_upload_nif:usage(L, BareJID, erlang:system_time(second), Q)
+                           end) of
+        {ok, Used, Reserved, Quota} ->
+            lists:flatten(io_lib:format("used ~B reserved ~B quota ~ts", [Used, Reserved,
+                                        case Quota of 0 -> "infinity"; _ -> integer_to_list(Quota) end]));
+        {error, Why} ->
+            lists:flatten(io_lib:format("error: ~p", [Why]))
+    end.
+
+cmd_set_quota(User, Host, Bytes) when Bytes >= 0 ->
+    ok_or_error(with_ledger(Host, fun(L, _, _) -> hmac_upload_nif:set_quota(L, bare(User, Host), Bytes) end));
+cmd_set_quota(_User, _Host, _Bytes) ->
+    error.
+
+cmd_clear_quota(User, Host) ->
+    ok_or_error(with_ledger(Host, fun(L, _, _) -> hmac_upload_nif:set_quota(L, bare(User, Host), default) end)).
+
+cmd_list_files(User, Host) ->
+    case with_ledger(Host, fun(L, _, _) -> hmac_upload_nif:list_files(L, bare(User, Host)) end) of
+        {ok, Files} ->
+            [lists:flatten(io_lib:format("~ts ~B ~ts ~ts", [P, S, T, calendar:system_time_to_rfc3339(C)]))
+             || #{path := P, size := S, content_type := T, created := C} <- Files];
+        {error, _} ->
+            []
+    end.
+
+cmd_delete_file(Host, Path) ->
+    ok_or_error(with_ledger(Host, fun(L, _, Dir) -> delete_stored(L, Dir, Path, <<"deleted by admin">>) end)).
+
+cmd_audit(Host, Count) when Count > 0 ->
+    case with_ledger(Host, fun(L, _, _) -> hmac_upload_nif:audit_recent(L, all, Count) end) of
+        {ok, Entries} ->
+            [lists:flatten(io_lib:format("~ts ~ts ~ts ~ts ~B ~ts",
+                                         [calendar:system_time_to_rfc3339(At), E, str(U), str(P), S, str(D)]))
+             || #{at := At, event := E, user := U, path := P, size := S, detail := D} <- Entries];
+        {error, _} ->
+            []
+    end;
+cmd_audit(_Host, _Count) ->
+    [].
+
+str(undefined) -> "-";
+str(B) -> B.
+
+ok_or_error(ok) -> ok;
+ok_or_error(_) -> error.

@@ -1,0 +1,189 @@
+"""A private ejabberd 23.01 (Debian package) with mod_http_upload_hmac loaded from this tree,
+plus the real upload server reading the same ejabberd.yml. Everything binds to 127.0.0.1 on
+free ports, lives in one temp directory, and is stopped by PID (see
+../shared/notes/ejabberd-test-instance.md for the facts this relies on)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+from harness import ROOT, SERVER_BIN, UploadServer, free_port
+
+EJABBERDCTL = "/usr/sbin/ejabberdctl"
+
+
+def self_signed_cert(directory):
+    key, cert, pem = (os.path.join(directory, n) for n in ("key.pem", "cert.pem", "server.pem"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    with open(pem, "w") as out:
+        out.write(open(cert).read() + open(key).read())
+    return pem, cert
+
+
+def yaml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(yaml_value(x) for x in v) + "]"
+    if v == "infinity":
+        return "infinity"
+    return '"' + str(v).replace('"', '\\"') + '"'
+
+
+class Ejabberd:
+    """start() brings up ejabberd + the upload server; stop() takes both down."""
+
+    def __init__(self, module_opts=None, builtin_upload=False, upload_server=True, keep=False):
+        self.dir = tempfile.mkdtemp(prefix="hu-ejabberd-")
+        self.c2s_port = free_port()
+        self.http_port = free_port()       # ejabberd's own HTTP listener (built-in upload)
+        self.upload_port = free_port()     # hmac-upload-server
+        self.dist_port = free_port()
+        self.node = f"hu{uuid.uuid4().hex[:10]}@localhost"
+        self.storage = os.path.join(self.dir, "storage")
+        self.pem, self.cert = self_signed_cert(self.dir)
+        self.builtin_upload = builtin_upload
+        self.with_upload_server = upload_server
+        self.module_opts = {
+            "hmac_server_url": f"http://127.0.0.1:{self.upload_port}/upload",
+            "listen": f"127.0.0.1:{self.upload_port}",
+            "storage_dir": self.storage,
+            "access_log": os.path.join(self.dir, "access.log"),
+        }
+        self.module_opts.update(module_opts or {})
+        self.config = os.path.join(self.dir, "ejabberd.yml")
+        self.ctl_cfg = os.path.join(self.dir, "ejabberdctl.cfg")
+        self.upload = None
+        self.keep = keep
+
+    # -- configuration ---------------------------------------------------------------------
+    def write_config(self):
+        mod = "\n".join(f"    {k}: {yaml_value(v)}" for k, v in self.module_opts.items()
+                        if v is not None)
+        builtin = ""
+        handlers = ""
+        if self.builtin_upload:
+            handlers = '      request_handlers:\n        "/upload": mod_http_upload\n'
+            builtin = (f"  mod_http_upload:\n    put_url: \"http://127.0.0.1:{self.http_port}/upload\"\n"
+                       f"    docroot: \"{self.dir}/builtin-upload\"\n    max_size: 1073741824\n"
+                       f"    host: \"upload.localhost\"\n")
+            mod_section = builtin
+        else:
+            mod_section = f"  mod_http_upload_hmac:\n{mod}\n"
+        with open(self.config, "w") as f:
+            f.write(f"""hosts: [localhost]
+loglevel: info
+certfiles: ["{self.pem}"]
+auth_method: internal
+default_db: mnesia
+s2s_access: none
+listen:
+  - port: {self.c2s_port}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    starttls: true
+    max_stanza_size: 262144
+  - port: {self.http_port}
+    ip: "127.0.0.1"
+    module: ejabberd_http
+{handlers}acl:
+  local: {{user_regexp: ""}}
+  admin: {{user: "admin@localhost"}}
+access_rules:
+  local: {{allow: local}}
+  c2s: {{allow: all}}
+  upload_denied: {{deny: all}}
+shaper_rules:
+  c2s_shaper: none
+api_permissions:
+  "console commands": {{from: [ejabberd_ctl], who: all, what: "*"}}
+modules:
+  mod_disco: {{}}
+  mod_roster: {{}}
+  mod_register: {{ip_access: all}}
+{mod_section}""")
+        with open(self.ctl_cfg, "w") as f:
+            f.write(f"""ERLANG_NODE={self.node}
+ERL_DIST_PORT={self.dist_port}
+INET_DIST_INTERFACE=127.0.0.1
+ERL_OPTIONS="-setcookie hucookie{self.dist_port} -kernel inet_dist_use_interface {{127,0,0,1}} -pa {ROOT}/ebin"
+EJABBERD_CONFIG_PATH={self.config}
+SPOOL_DIR={self.dir}/spool
+LOGS_DIR={self.dir}/logs
+EJABBERD_PID_PATH={self.dir}/ejabberd.pid
+CONTRIB_MODULES_PATH={self.dir}/contrib
+EXEC_CMD=as_current_user
+""")
+        for d in ("spool", "logs", "contrib"):
+            os.makedirs(os.path.join(self.dir, d), exist_ok=True)
+
+    # -- control -----------------------------------------------------------------------------
+    def ctl(self, *args, check=True, timeout=60):
+        env = dict(os.environ, HOME=self.dir)
+        p = subprocess.run([EJABBERDCTL, "-c", self.ctl_cfg] + list(args), capture_output=True,
+                           text=True, env=env, timeout=timeout)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"ejabberdctl {' '.join(args)}: {p.returncode} {p.stdout} {p.stderr}")
+        return p
+
+    def pid(self):
+        try:
+            return int(open(os.path.join(self.dir, "ejabberd.pid")).read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def start(self, timeout=60):
+        self.write_config()
+        self.ctl("start")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.ctl("status", check=False).returncode == 0:
+                break
+            pid = self.pid()
+            if pid is not None and not os.path.exists(f"/proc/{pid}"):
+                raise RuntimeError("ejabberd died:\n" + self.error_log())
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("ejabberd did not start:\n" + self.error_log())
+        if self.with_upload_server and not self.builtin_upload:
+            self.upload = UploadServer.from_config(self.config, self.storage, self.upload_port)
+        return self
+
+    def error_log(self):
+        out = []
+        for name in ("error.log", "ejabberd.log"):
+            p = os.path.join(self.dir, "logs", name)
+            if os.path.exists(p):
+                out.append(open(p, errors="replace").read()[-6000:])
+        return "\n".join(out)
+
+    def register(self, user, password):
+        self.ctl("register", user, "localhost", password)
+
+    def stop(self):
+        if self.upload:
+            self.upload.stop()
+        pid = self.pid()
+        self.ctl("stop", check=False, timeout=30)
+        deadline = time.time() + 20
+        while pid and os.path.exists(f"/proc/{pid}") and time.time() < deadline:
+            time.sleep(0.1)
+        if pid and os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
+        # epmd-less node: nothing else to stop
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
