@@ -18,7 +18,7 @@
          cmd_list_files/2, cmd_delete_file/2, cmd_audit/2]).
 %% pure parts, exported for the EUnit tests
 -export([check_request/4, check_filename/1, check_content_type/1, pct/1, put_url/6, get_url/3,
-         slot_element/3, new_slot_id/0, storage_key/1]).
+         slot_element/3, new_slot_id/0, storage_key/1, stanza_error/2]).
 
 -include("logger.hrl").
 -include("xmpp.hrl").
@@ -441,7 +441,7 @@ check_filename(_) -> error.
 %% type/subtype of RFC 7230 token characters, optional printable parameters, <= 255 bytes.
 -spec check_content_type(binary()) -> ok | error.
 check_content_type(T) when byte_size(T) =< 255 ->
-    Re = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+([ ;][\\x20-\\x7e]*)?$",
+    Re = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+([ ;][\\x20-\\x7e]*)?\\z",
     case re:run(T, Re, [{capture, none}]) of
         match -> ok;
         nomatch -> error

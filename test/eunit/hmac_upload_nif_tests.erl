@@ -1,0 +1,79 @@
+%%% EUnit tests of the NIF: token vectors computed independently (openssl dgst), errors,
+%%% the ledger through the NIF, and purge-and-reload of the NIF module.
+-module(hmac_upload_nif_tests).
+-include_lib("eunit/include/eunit.hrl").
+-include_lib("kernel/include/file.hrl").
+
+-define(SECRET, <<"unit-test-secret-0123456789">>).
+
+tmpdir() ->
+    Dir = filename:join("/tmp", "hu-eunit-" ++ integer_to_list(erlang:unique_integer([positive]))),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    Dir.
+
+%% printf 'bearer\000alice@example.org\000abc-slot/photo.jpg\0001234\000image/jpeg\0001800000000' |
+%%   openssl dgst -sha256 -mac HMAC -macopt key:unit-test-secret-0123456789 -binary | basenc --base64url
+mint_matches_openssl_test() ->
+    ?assertEqual({ok, <<"yJgfcLTpU7AXr7FTvH06MkVyBqR08FNG8TOHBH9XII8">>},
+                 hmac_upload_nif:mint_bearer(?SECRET, <<"alice@example.org">>,
+                                             <<"abc-slot/photo.jpg">>, 1234, <<"image/jpeg">>,
+                                             1800000000)),
+    ?assertEqual({ok, <<"N0wRrwV8vGe_gznLbF81rjb9R54S9f4U2wjIlRryko4">>},
+                 hmac_upload_nif:mint_bearer(?SECRET, <<"j", 16#c3, 16#bc, "rgen@example.org">>,
+                                             <<"s/na", 16#c3, 16#af, "ve file.pdf">>, 0,
+                                             <<"application/pdf">>, 0)).
+
+mint_errors_test() ->
+    ?assertEqual({error, einval}, hmac_upload_nif:mint_bearer(<<>>, <<"a@b">>, <<"s/f">>, 1, <<"a/b">>, 1)),
+    ?assertEqual({error, einval}, hmac_upload_nif:mint_bearer(?SECRET, <<>>, <<"s/f">>, 1, <<"a/b">>, 1)),
+    ?assertEqual({error, einval}, hmac_upload_nif:mint_bearer(?SECRET, <<"a@b">>, <<"s/", 0, "f">>, 1, <<"a/b">>, 1)),
+    ?assertEqual({error, einval}, hmac_upload_nif:mint_bearer(?SECRET, <<"a@b">>, <<"s/f">>, 1, <<"a/b">>, -1)),
+    ?assertError(badarg, hmac_upload_nif:mint_bearer(not_a_binary, <<"a@b">>, <<"s/f">>, 1, <<"a/b">>, 1)),
+    ?assertError(badarg, hmac_upload_nif:mint_bearer(?SECRET, <<"a@b">>, <<"s/f">>, -1, <<"a/b">>, 1)).
+
+secret_file_test() ->
+    Dir = tmpdir(),
+    Path = list_to_binary(filename:join(Dir, "secret")),
+    ?assertEqual({error, enoent}, hmac_upload_nif:secret_file_read(Path, false)),
+    {ok, S} = hmac_upload_nif:secret_file_read(Path, true),
+    ?assertEqual(64, byte_size(S)),
+    ?assertEqual({ok, S}, hmac_upload_nif:secret_file_read(Path, false)),
+    {ok, #file_info{mode = Mode}} = file:read_file_info(Path),
+    ?assertEqual(8#600, Mode band 8#777),
+    ok = file:change_mode(Path, 8#644),
+    ?assertEqual({error, eperm}, hmac_upload_nif:secret_file_read(Path, false)),
+    os:cmd("rm -rf " ++ Dir).
+
+ledger_test() ->
+    Dir = tmpdir(),
+    {ok, L} = hmac_upload_nif:ledger_open(list_to_binary(filename:join(Dir, "l.sqlite3"))),
+    ?assertEqual(ok, hmac_upload_nif:reserve(L, <<"s1/a">>, <<"u@x">>, 600, 2000, 1000, 1000)),
+    ?assertEqual({error, quota_exceeded}, hmac_upload_nif:reserve(L, <<"s2/b">>, <<"u@x">>, 500, 2000, 1000, 1000)),
+    ?assertEqual({error, eexist}, hmac_upload_nif:reserve(L, <<"s1/a">>, <<"v@x">>, 1, 2000, 1000, 1000)),
+    ?assertEqual(2000, hmac_upload_nif:retry_at(L, <<"u@x">>, 1000)),
+    ?assertEqual({ok, 0, 600, 1000}, hmac_upload_nif:usage(L, <<"u@x">>, 1000, 1000)),
+    ?assertEqual(ok, hmac_upload_nif:set_quota(L, <<"u@x">>, 5000)),
+    ?assertEqual({ok, 0, 600, 5000}, hmac_upload_nif:usage(L, <<"u@x">>, 1000, 1000)),
+    ?assertEqual(ok, hmac_upload_nif:set_quota(L, <<"u@x">>, default)),
+    ?assertEqual({ok, []}, hmac_upload_nif:list_files(L, <<"u@x">>)),
+    ?assertEqual({error, enoent}, hmac_upload_nif:delete_file(L, <<"nope">>, <<"test">>)),
+    ?assertEqual(ok, hmac_upload_nif:audit(L, 1000, <<"note">>, <<>>, <<>>, 0, <<"hello">>)),
+    {ok, [#{event := <<"note">>, user := undefined, detail := <<"hello">>} | _]} =
+        hmac_upload_nif:audit_recent(L, all, 10),
+    ?assertError(badarg, hmac_upload_nif:reserve(make_ref(), <<"p">>, <<"u">>, 1, 1, 1, 1)),
+    os:cmd("rm -rf " ++ Dir).
+
+%% The module can be purged and loaded again (ejabberd's module_upgrade, hot code loading).
+purge_and_reload_test() ->
+    Before = hmac_upload_nif:mint_bearer(?SECRET, <<"a@b">>, <<"s/f">>, 1, <<"a/b">>, 1),
+    true = code:soft_purge(hmac_upload_nif) orelse true,
+    {module, hmac_upload_nif} = code:load_file(hmac_upload_nif),   % old + current
+    true = code:purge(hmac_upload_nif) orelse true,
+    {module, hmac_upload_nif} = code:load_file(hmac_upload_nif),
+    ?assertEqual(Before, hmac_upload_nif:mint_bearer(?SECRET, <<"a@b">>, <<"s/f">>, 1, <<"a/b">>, 1)),
+    code:purge(hmac_upload_nif),
+    code:delete(hmac_upload_nif),
+    code:purge(hmac_upload_nif),
+    {module, hmac_upload_nif} = code:load_file(hmac_upload_nif),
+    ?assertEqual(Before, hmac_upload_nif:mint_bearer(?SECRET, <<"a@b">>, <<"s/f">>, 1, <<"a/b">>, 1)).
+
