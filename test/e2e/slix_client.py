@@ -4,7 +4,8 @@ either uploads a file (prints {"get": URL}) or only requests a slot (prints the 
 error a client sees: condition, text, max-file-size, retry stamp), one JSON object per line.
 Usage: slix_client.py JID PASSWORD HOST:PORT CA_CERT upload FILE [CONTENT_TYPE]
        slix_client.py JID PASSWORD HOST:PORT CA_CERT slot FILENAME SIZE [CONTENT_TYPE]
-       slix_client.py JID PASSWORD HOST:PORT CA_CERT slots N SIZE   (N slot requests, timed)"""
+       slix_client.py JID PASSWORD HOST:PORT CA_CERT slots N SIZE   (N slot requests, timed)
+       slix_client.py JID PASSWORD HOST:PORT CA_CERT race N SIZE    (N at once, counted)"""
 
 import asyncio
 import json
@@ -48,6 +49,20 @@ class Client(slixmpp.ClientXMPP):
                 slot = iq["http_upload_slot"]
                 self.finish({"put": slot["put"]["url"], "get": slot["get"]["url"],
                              "headers": {h["name"]: h["value"] for h in slot["put"]["headers"]}})
+            elif kind == "race":
+                # N slot requests in flight at once; counts what the service granted
+                n, size = int(args[0]), int(args[1])
+
+                async def one(i):
+                    try:
+                        await self["xep_0363"].request_slot(slixmpp.JID("upload.localhost"),
+                                                            f"race{i}.bin", size, None, timeout=60)
+                        return "granted"
+                    except IqError as e:
+                        return e.iq["error"]["condition"]
+
+                results = await asyncio.gather(*(one(i) for i in range(n)))
+                self.finish({r: results.count(r) for r in set(results)})
             elif kind == "slots":
                 n, size = int(args[0]), int(args[1])
                 lat = []

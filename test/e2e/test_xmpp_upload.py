@@ -15,28 +15,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from ejabberd import Ejabberd  # noqa: E402
 from harness import curl, eq, main, sha256_file, test  # noqa: E402
+from xmpp_clients import random_file, slix  # noqa: E402
 
 MAX = 2 * 1024 * 1024
 QUOTA = 5 * 1024 * 1024
 OPTS = {"max_size": MAX, "quota_per_user": QUOTA, "token_expiry": 600,
         "allowed_extensions": [".jpg", ".png", ".txt", ".bin", ".pdf"]}
-
-
-def slix(ej, user, *action):
-    p = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "slix_client.py"), f"{user}@localhost",
-                        "pw-" + user, f"127.0.0.1:{ej.c2s_port}", ej.cert, *action],
-                       capture_output=True, text=True, timeout=120)
-    lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
-    if not lines:
-        raise AssertionError(f"slixmpp gave no result: {p.stdout} {p.stderr[-2000:]}")
-    return json.loads(lines[-1])
-
-
-def random_file(d, name, size):
-    path = os.path.join(d, name)
-    with open(path, "wb") as f:
-        f.write(os.urandom(size))
-    return path
 
 
 def shared_setup():
