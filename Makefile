@@ -57,6 +57,13 @@ check: deps all
 	$(MAKE) -j$(JOBS) -C c_src fuzzers
 	/usr/bin/python3 test/run
 
+# Benchmarks against nginx and ejabberd's built-in upload (optimised build: -O2).
+bench: deps all
+	/usr/bin/python3 bench/run.py
+
+bench-smoke: all
+	/usr/bin/python3 bench/run.py --smoke
+
 clean:
 	$(MAKE) -C c_src clean
 	rm -rf ebin

@@ -64,6 +64,9 @@ int main(int argc, char **argv) {
         return 0;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Disk work (writes, fsync, publish, ledger) runs on libuv's thread pool; its default of
+     * 4 threads serializes fsyncs of concurrent small uploads. Set before the pool starts. */
+    setenv("UV_THREADPOOL_SIZE", "32", 0);
     hu_server srv;
     uv_loop_t *loop = uv_default_loop();
     if (hu_server_start(&srv, loop, config, host) < 0)

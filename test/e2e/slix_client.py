@@ -63,6 +63,19 @@ class Client(slixmpp.ClientXMPP):
 
                 results = await asyncio.gather(*(one(i) for i in range(n)))
                 self.finish({r: results.count(r) for r in set(results)})
+            elif kind == "slot-urls":
+                # N slots (for benchmarks that PUT to them), 32 requests in flight
+                n, size = int(args[0]), int(args[1])
+                urls = []
+
+                async def get(i):
+                    iq = await self["xep_0363"].request_slot(slixmpp.JID("upload.localhost"),
+                                                             f"b{i}.bin", size, None, timeout=60)
+                    urls.append(iq["http_upload_slot"]["put"]["url"])
+
+                for k in range(0, n, 32):
+                    await asyncio.gather(*(get(i) for i in range(k, min(n, k + 32))))
+                self.finish({"put": urls})
             elif kind == "slots":
                 n, size = int(args[0]), int(args[1])
                 lat = []

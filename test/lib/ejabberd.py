@@ -71,7 +71,7 @@ class Ejabberd:
         builtin = ""
         handlers = ""
         if self.builtin_upload:
-            handlers = '      request_handlers:\n        "/upload": mod_http_upload\n'
+            handlers = '    request_handlers:\n      "/upload": mod_http_upload\n'
             builtin = (f"  mod_http_upload:\n    put_url: \"http://127.0.0.1:{self.http_port}/upload\"\n"
                        f"    docroot: \"{self.dir}/builtin-upload\"\n    max_size: 1073741824\n"
                        f"    host: \"upload.localhost\"\n")

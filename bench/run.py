@@ -1,0 +1,371 @@
+#!/usr/bin/python3
+"""make bench: every workload against hmac-upload-server and the reference servers, started
+privately on loopback in the same run, printed side by side with ratios and written to
+bench/results.json. `--smoke` runs the same code paths small and short (make check).
+
+References: nginx (Debian nginx-light, WebDAV `dav_methods PUT`, no auth) and ejabberd 23.01's
+built-in mod_http_upload (slots requested over a real c2s connection)."""
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
+from ejabberd import Ejabberd  # noqa: E402
+from harness import SECRET, Slot, UploadServer, free_port  # noqa: E402
+from xmpp_clients import slix  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+MIB, GIB = 1 << 20, 1 << 30
+
+
+# ---- process accounting ------------------------------------------------------------------------
+
+def family(pid):
+    """pid and all its descendants (nginx: master + workers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in family(pid):
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            pass
+    return total / TICK
+
+
+def rss_kib(pid):
+    total = 0
+    for p in family(pid):
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# ---- the servers ------------------------------------------------------------------------------
+
+class Ours:
+    name = "hmac-upload-server"
+
+    def __init__(self, **opts):
+        opts.setdefault("access_log", "none")
+        self.srv = UploadServer(max_size=4 * GIB, **opts).start()
+        self.pid = self.srv.proc.pid
+        self.port = self.srv.port
+
+    def put_target(self, size, name="f.bin"):
+        s = Slot(self.srv.base, size, filename=name, ctype="application/octet-stream")
+        return s.put_url.split(str(self.port), 1)[1], s.get_url.split(str(self.port), 1)[1]
+
+    def stop(self):
+        self.srv.stop()
+        shutil.rmtree(self.srv.dir, ignore_errors=True)
+
+
+class Nginx:
+    name = "nginx (WebDAV PUT)"
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="hu-nginx-")
+        self.port = free_port()
+        os.makedirs(f"{self.dir}/root/upload")
+        conf = f"{self.dir}/nginx.conf"
+        with open(conf, "w") as f:
+            f.write(("user root;\n" if os.geteuid() == 0 else "") + f"""daemon off;
+worker_processes auto;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {self.dir}/tmp;
+  client_max_body_size 0;
+  sendfile on;
+  server {{
+    listen 127.0.0.1:{self.port};
+    root {self.dir}/root;
+    location /upload/ {{ dav_methods PUT; create_full_put_path on; }}
+  }}
+}}
+""")
+        self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", conf], stderr=subprocess.DEVNULL)
+        self.pid = self.proc.pid
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{self.port}/"]).returncode == 0:
+                break
+            time.sleep(0.05)
+
+    def put_target(self, size, name="f.bin"):
+        t = f"/upload/{uuid.uuid4()}/{name}"
+        return t, t
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class EjabberdBuiltin:
+    name = "ejabberd mod_http_upload"
+
+    def __init__(self):
+        self.ej = Ejabberd(builtin_upload=True).start()
+        self.ej.register("bench", "pw-bench")
+        self.pid = self.ej.pid()
+        self.port = self.ej.http_port
+
+    def slots(self, n, size):
+        r = slix(self.ej, "bench", "slot-urls", str(n), str(size))
+        return [u.split(str(self.port), 1)[1] for u in r["put"]]
+
+    def stop(self):
+        self.ej.stop()
+
+
+# ---- workloads --------------------------------------------------------------------------------
+
+def big_file(d, size):
+    path = os.path.join(d, "big.bin")
+    block = hashlib.sha256(b"bench").digest() * (MIB // 32)
+    with open(path, "wb") as f:
+        for i in range(size // MIB):
+            f.write(i.to_bytes(8, "little") + block[8:])
+    return path
+
+
+def big_put_get(server, src, size):
+    put_t, get_t = server.put_target(size, "big.bin")
+    cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+    p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", src,
+                        f"http://127.0.0.1:{server.port}{put_t}"], capture_output=True, text=True)
+    put_s, put_cpu = time.monotonic() - t0, cpu_seconds(server.pid) - cpu0
+    assert p.stdout in ("201", "204"), (server.name, p.stdout, p.stderr)
+    cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+    p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                        f"http://127.0.0.1:{server.port}{get_t}"], capture_output=True, text=True)
+    get_s, get_cpu = time.monotonic() - t0, cpu_seconds(server.pid) - cpu0
+    assert p.stdout == "200", (server.name, p.stdout)
+    gib = size / GIB
+    return {"put_mb_s": size / put_s / 1e6, "put_wall_s": put_s, "put_cpu_s_per_gib": put_cpu / gib,
+            "get_mb_s": size / get_s / 1e6, "get_cpu_s_per_gib": get_cpu / gib}
+
+
+def small_puts(server, targets, size, conns, seconds):
+    d = tempfile.mkdtemp(prefix="hu-wrk-")
+    try:
+        threads = 2
+        for t in range(threads):
+            with open(f"{d}/urls.{t}", "w") as f:
+                f.write("\n".join(targets[t::threads]) + "\n")
+        p = subprocess.run(["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s",
+                            "--timeout", "10s", "-s", os.path.join(HERE, "put_urls.lua"),
+                            f"http://127.0.0.1:{server.port}", "--", f"{d}/urls", str(size)],
+                           capture_output=True, text=True, timeout=seconds + 60)
+        line = [l for l in p.stdout.splitlines() if l.startswith("{")]
+        assert line, (p.stdout, p.stderr)
+        r = json.loads(line[-1])
+        ok = r["requests"] - r["non2xx"]
+        return {"uploads_s": ok / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000,
+                "p99_ms": r["p99_us"] / 1000, "non2xx": r["non2xx"], "errors": r["errors"],
+                "exhausted": r["requests"] > len(targets)}
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def small_targets(server, n, size):
+    return [server.put_target(size, "s.bin")[0] for _ in range(n)]
+
+
+async def slow_clients(server, n, size):
+    """n uploads that started and then stall: the server must hold them in little memory."""
+    conns = []
+    for i in range(n):
+        r, w = await asyncio.open_connection("127.0.0.1", server.port)
+        t = server.put_target(size, f"slow{i}.bin")[0]
+        w.write(f"PUT {t} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode() + b"x" * 1024)
+        await w.drain()
+        conns.append((r, w))
+    await asyncio.sleep(1.5)
+    rss = rss_kib(server.pid)
+    for _, w in conns:
+        w.close()
+    return rss
+
+
+def slow_uploads(server, n):
+    return {"rss_mib": asyncio.run(slow_clients(server, n, MIB)) / 1024, "connections": n}
+
+
+def nif_rate(n):
+    code = (f"S = <<\"{SECRET}\">>, N = {n}, "
+            "T0 = erlang:monotonic_time(), "
+            "[ {ok, _} = hmac_upload_nif:mint_bearer(S, <<\"alice@localhost\">>, <<\"6f1c2a0e-3b7d-4c55-9a2e-0d9b1e2f3a4b/photo.jpg\">>, I, <<\"image/jpeg\">>, 1800000000) || I <- lists:seq(1, N)], "
+            "T1 = erlang:monotonic_time(), "
+            "[ base64:encode(crypto:mac(hmac, sha256, S, [<<\"bearer\">>, 0, <<\"alice@localhost\">>, 0, <<\"6f1c2a0e-3b7d-4c55-9a2e-0d9b1e2f3a4b/photo.jpg\">>, 0, integer_to_binary(I), 0, <<\"image/jpeg\">>, 0, <<\"1800000000\">>])) || I <- lists:seq(1, N)], "
+            "T2 = erlang:monotonic_time(), "
+            "F = fun(A, B) -> N / (erlang:convert_time_unit(B - A, native, microsecond) / 1.0e6) end, "
+            "io:format(\"~p ~p~n\", [F(T0, T1), F(T1, T2)]), halt().")
+    p = subprocess.run(["erl", "-noshell", "-pa", os.path.join(ROOT, "ebin"), "-eval", code],
+                       capture_output=True, text=True, timeout=300)
+    nif, erl = (float(x) for x in p.stdout.split())
+    return {"nif_calls_s": nif, "erlang_crypto_calls_s": erl}
+
+
+def slot_rate(ej, n):
+    r = slix(ej, "bench", "slots", str(n), "1000")
+    lat = sorted(r["latencies"])
+    return {"slots_s": n / r["seconds"], "p50_ms": lat[len(lat) // 2] * 1000,
+            "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000}
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true", help="small and short (make check)")
+    args = ap.parse_args()
+    smoke = args.smoke
+    big = 128 * MIB if smoke else GIB
+    secs = 2 if smoke else 20
+    conns = 16 if smoke else 64
+    small = 64 * 1024
+    slow_n = 100 if smoke else 1000
+    n_targets = 20000 if smoke else 600000
+    results = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores "
+                          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // GIB} GiB",
+               "smoke": smoke, "workloads": {}}
+    W = results["workloads"]
+    tmp = tempfile.mkdtemp(prefix="hu-bench-")
+    try:
+        src = big_file(tmp, big)
+        # (1) one big PUT then GET
+        for make in (Ours, Nginx):
+            s = make()
+            try:
+                W.setdefault("big_put_get", {})[s.name] = big_put_get(s, src, big)
+            finally:
+                s.stop()
+        os.unlink(src)
+        # (2) + (4) small PUTs, a fresh Bearer slot per upload; ledger and fsync on and off
+        variants = [("hmac-upload-server", {}),
+                    ("hmac-upload-server, ledger off", {"ledger_path": "none"}),
+                    ("hmac-upload-server, fsync off", {"fsync": False})]
+        for label, opts in variants:
+            s = Ours(**opts)
+            try:
+                W.setdefault("small_puts", {})[label] = small_puts(s, small_targets(s, n_targets, small),
+                                                                   small, conns, secs)
+            finally:
+                s.stop()
+        s = Nginx()
+        try:
+            W["small_puts"][s.name] = small_puts(s, small_targets(s, n_targets, small), small, conns, secs)
+        finally:
+            s.stop()
+        # ejabberd built-in: slots over c2s first (they are what its PUTs need), then the PUTs
+        e = EjabberdBuiltin()
+        try:
+            W.setdefault("slot_requests", {})[e.name] = slot_rate(e.ej, 200 if smoke else 2000)
+            targets = e.slots(2000 if smoke else 40000, small)
+            W["small_puts"][e.name] = small_puts(e, targets, small, conns, secs)
+        finally:
+            e.stop()
+        # slot minting through our module
+        ej = Ejabberd({"quota_per_user": "infinity", "token_expiry": 3600}).start()
+        try:
+            ej.register("bench", "pw-bench")
+            W["slot_requests"]["mod_http_upload_hmac"] = slot_rate(ej, 200 if smoke else 2000)
+        finally:
+            ej.stop()
+        W["nif_minting"] = nif_rate(20000 if smoke else 500000)
+        # (3) many slow uploads
+        for make in (Ours, Nginx):
+            s = make()
+            try:
+                W.setdefault("slow_uploads", {})[s.name] = slow_uploads(s, slow_n)
+            finally:
+                s.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(results, smoke)
+    if not smoke:
+        with open(os.path.join(HERE, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def report(r, smoke):
+    W = r["workloads"]
+    ours, ng, ej = "hmac-upload-server", "nginx (WebDAV PUT)", "ejabberd mod_http_upload"
+    print(f"# machine: {r['machine']}{' (smoke run: small sizes, short durations)' if smoke else ''}")
+    print(f"{'workload':46} {'ours':>12} {'reference':>12} {'ratio':>8}  reference")
+    rows = []
+    b = W["big_put_get"]
+    size = "128 MiB" if smoke else "1 GiB"
+    rows += [(f"{size} PUT MB/s", b[ours]["put_mb_s"], b[ng]["put_mb_s"], ng),
+             (f"{size} PUT CPU s/GiB (lower is better)", b[ours]["put_cpu_s_per_gib"], b[ng]["put_cpu_s_per_gib"], ng),
+             (f"{size} GET MB/s", b[ours]["get_mb_s"], b[ng]["get_mb_s"], ng),
+             (f"{size} GET CPU s/GiB (lower is better)", b[ours]["get_cpu_s_per_gib"], b[ng]["get_cpu_s_per_gib"], ng)]
+    s = W["small_puts"]
+    for ref in (ng, ej):
+        rows.append(("64 KiB PUTs/s (token + ledger + fsync)", s[ours]["uploads_s"], s[ref]["uploads_s"], ref))
+    rows.append(("64 KiB PUT p50 ms", s[ours]["p50_ms"], s[ng]["p50_ms"], ng))
+    rows.append(("64 KiB PUT p99 ms", s[ours]["p99_ms"], s[ng]["p99_ms"], ng))
+    rows.append(("64 KiB PUTs/s, ledger on vs off", s[ours]["uploads_s"], s[ours + ", ledger off"]["uploads_s"], "ours, ledger off"))
+    rows.append(("64 KiB PUTs/s, fsync on vs off", s[ours]["uploads_s"], s[ours + ", fsync off"]["uploads_s"], "ours, fsync off"))
+    sl = W["slow_uploads"]
+    rows.append((f"RSS MiB, {sl[ours]['connections']} slow uploads (lower is better)", sl[ours]["rss_mib"], sl[ng]["rss_mib"], ng))
+    sr = W["slot_requests"]
+    rows.append(("slot requests/s over c2s", sr["mod_http_upload_hmac"]["slots_s"], sr[ej]["slots_s"], ej))
+    rows.append(("slot request p50 ms", sr["mod_http_upload_hmac"]["p50_ms"], sr[ej]["p50_ms"], ej))
+    rows.append(("slot request p99 ms", sr["mod_http_upload_hmac"]["p99_ms"], sr[ej]["p99_ms"], ej))
+    n = W["nif_minting"]
+    rows.append(("token mints/s in the VM (NIF vs crypto:mac)", n["nif_calls_s"], n["erlang_crypto_calls_s"], "Erlang crypto"))
+    for name, a, bref, ref in rows:
+        print(f"{name:46} {a:12.1f} {bref:12.1f} {ratio(a, bref):>8}  {ref}")
+    for label, v in s.items():
+        if v["non2xx"] or v["errors"]:
+            print(f"# note: {label}: {v['non2xx']} non-2xx responses, {v['errors']} socket errors"
+                  f"{' (pre-made slots ran out)' if v['exhausted'] else ''}")
+    r["rows"] = [{"workload": a, "ours": b_, "reference": c, "ratio": (b_ / c if c else None), "against": d}
+                 for a, b_, c, d in rows]
+
+
+if __name__ == "__main__":
+    main()
