@@ -45,7 +45,24 @@ static int fail(reader *r, const char *key, int over, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     snprintf(r->err, r->errlen, "%s.%s: %s", over ? r->over_prefix : "modules." MODULE, key, msg);
+    for (char *p = r->err; *p; p++) /* one line, whatever a path or value held */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     return -EINVAL;
+}
+
+/* A value from the file, quoted for an error line: at most 60 bytes, control bytes escaped,
+ * so the error stays one line whatever the file holds. */
+static const char *printable(const char *v, size_t n, char out[256])
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && i < 60 && o + 5 < 256; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch < 0x20 || ch == 0x7f) o += (size_t)snprintf(out + o, 256 - o, "\\x%02x", ch);
+        else out[o++] = (char)ch;
+    }
+    if (n > 60 && o + 4 < 256) memcpy(out + o, "...", 3), o += 3;
+    out[o] = '\0';
+    return out;
 }
 
 static int scalar_is(const yaml_node_t *n, const char *s)
@@ -128,8 +145,9 @@ static int get_uint(reader *r, const char *key, uint64_t def, int allow_inf, uin
     }
     uint64_t v;
     hu_slice s = {(const char *)n->data.scalar.value, n->data.scalar.length};
+    char shown[256];
     if (hu_parse_u64(s, &v) < 0)
-        return fail(r, key, over, "%s, got \"%.*s\"", want, (int)(s.len > 60 ? 60 : s.len), s.ptr);
+        return fail(r, key, over, "%s, got \"%s\"", want, printable(s.ptr, s.len, shown));
     if (v < min || v > max)
         return fail(r, key, over, "must be between %llu and %llu", (unsigned long long)min,
                     (unsigned long long)max);
@@ -210,10 +228,9 @@ static int check_known_keys(reader *r, yaml_node_t *map, int over)
         for (int i = 0; server_options[i] && !known; i++) known = scalar_is(k, server_options[i]);
         for (int i = 0; module_only[i] && !known; i++) known = scalar_is(k, module_only[i]);
         if (!known) {
-            char name[80] = "?";
+            char name[256] = "?";
             if (k && k->type == YAML_SCALAR_NODE)
-                snprintf(name, sizeof name, "%.*s", (int)(k->data.scalar.length > 60 ? 60 : k->data.scalar.length),
-                         (const char *)k->data.scalar.value);
+                printable((const char *)k->data.scalar.value, k->data.scalar.length, name);
             return fail(r, name, over, "unknown option");
         }
     }
@@ -360,7 +377,11 @@ static int parse_legacy(reader *r, hu_config *c)
         if (strcmp(list[i], "v1") == 0) c->legacy_protocols |= HU_LEGACY_V1;
         else if (strcmp(list[i], "v2") == 0) c->legacy_protocols |= HU_LEGACY_V2;
         else if (strcmp(list[i], "token") == 0) c->legacy_protocols |= HU_LEGACY_TOKEN;
-        else rc = fail(r, "legacy_protocols", over, "unknown protocol \"%.40s\" (v1, v2, token)", list[i]);
+        else {
+            char shown[256];
+            rc = fail(r, "legacy_protocols", over, "unknown protocol \"%s\" (v1, v2, token)",
+                      printable(list[i], strlen(list[i]), shown));
+        }
     }
     free_list(list, n);
     return rc;

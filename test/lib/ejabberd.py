@@ -142,6 +142,10 @@ EXEC_CMD=as_current_user
 
     def start(self, timeout=60):
         self.write_config()
+        return self.start_written(timeout)
+
+    def start_written(self, timeout=60):
+        """Starts with the configuration files as they are on disk."""
         self.ctl("start")
         deadline = time.time() + timeout
         while time.time() < deadline:
