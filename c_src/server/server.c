@@ -129,8 +129,7 @@ int hu_server_start(hu_server *srv, uv_loop_t *loop, const char *config_path, co
         return rc;
     }
     hu_maintenance_run(srv, 1); /* before the first connection: nothing is busy yet */
-    if ((rc = open_access_log(srv)) < 0 || (rc = bind_listener(srv)) < 0)
-        return rc;
+    /* Signal handlers before the "listening" line: whoever waits for it may signal at once. */
     uv_signal_t *sigs[] = {&srv->sig_term, &srv->sig_int, &srv->sig_hup};
     int signums[] = {SIGTERM, SIGINT, SIGHUP};
     for (size_t i = 0; i < 3; i++) {
@@ -138,6 +137,8 @@ int hu_server_start(hu_server *srv, uv_loop_t *loop, const char *config_path, co
         sigs[i]->data = srv;
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
+    if ((rc = open_access_log(srv)) < 0 || (rc = bind_listener(srv)) < 0)
+        return rc;
     uv_timer_init(loop, &srv->drain_timer);
     srv->drain_timer.data = srv;
     uv_unref((uv_handle_t *)&srv->drain_timer);

@@ -33,6 +33,8 @@ typedef struct {
     int job_running;
     int state_saved;
     int published;
+    int last_piece; /* the piece in flight completes the file: its job publishes too */
+    int finished;   /* published (or failed publishing): upload_end only answers */
     hu_file_meta meta;
 } hu_upload;
 
@@ -110,7 +112,10 @@ static void write_done(uv_work_t *w, int status) {
     u->job_running = 0;
     if (status < 0 && u->err == 0)
         u->err = status;
-    if (u->err < 0) {
+    /* After a publishing job (fd closed by it), success or failure is upload_end's to answer. */
+    if (u->last_piece && (u->err == 0 || u->fd < 0))
+        u->finished = 1;
+    if (u->err < 0 && !u->finished) {
         /* A full disk or an I/O error: nothing of this upload is worth keeping. */
         int err = u->err;
         hu_storage_abort(storage_of(u), u->key, u->fd);
@@ -123,7 +128,8 @@ static void write_done(uv_work_t *w, int status) {
     }
     u->received += u->chunk_len;
     if (c->closing) {
-        keep_or_drop(u);
+        if (!u->finished)
+            keep_or_drop(u);
         upload_free(u);
         hu_conn_job_finished(c);
         return;
@@ -132,13 +138,29 @@ static void write_done(uv_work_t *w, int status) {
     hu_conn_body_consumed(c, u->chunk_len);
 }
 
+static void publish_job(uv_work_t *w);
+
+/* The piece that completes the file: write, then publish, in one thread-pool trip (for a
+ * small upload that is the whole body: one job instead of two). */
+static void write_publish_job(uv_work_t *w) {
+    hu_upload *u = (hu_upload *)w;
+    write_job(w);
+    if (u->err < 0)
+        return;
+    u->received += u->chunk_len;
+    publish_job(w);
+    u->received -= u->chunk_len; /* write_done adds it, as for any piece */
+}
+
 static int upload_data(hu_conn *c, const char *p, size_t n) {
     hu_upload *u = c->sink_state;
     u->chunk = p;
     u->chunk_len = n;
     u->job_running = 1;
+    u->last_piece = u->base + u->received + n == u->grant.size;
     hu_conn_job_started(c);
-    if (uv_queue_work(c->srv->loop, &u->work, write_job, write_done) < 0) {
+    if (uv_queue_work(c->srv->loop, &u->work, u->last_piece ? write_publish_job : write_job,
+                      write_done) < 0) {
         u->job_running = 0;
         hu_conn_job_finished(c);
         hu_conn_close(c);
@@ -247,12 +269,9 @@ static void send_patch_done(hu_conn *c, uint64_t offset) {
     hu_conn_send(c, NULL, 0, NULL);
 }
 
-static void publish_done(uv_work_t *w, int status) {
-    hu_upload *u = (hu_upload *)w;
+/* The answer once the upload is published (or failed to be). */
+static void answer(hu_upload *u) {
     hu_conn *c = u->conn;
-    u->job_running = 0;
-    if (status < 0 && u->err == 0)
-        u->err = status;
     if (!c->closing) {
         if (u->err < 0) {
             hu_conn_send_error(c, hu_status_from_errno(u->err), 0);
@@ -269,12 +288,26 @@ static void publish_done(uv_work_t *w, int status) {
             hu_conn_send(c, body, body ? len : 0, NULL);
         }
     }
+}
+
+static void publish_done(uv_work_t *w, int status) {
+    hu_upload *u = (hu_upload *)w;
+    hu_conn *c = u->conn;
+    u->job_running = 0;
+    if (status < 0 && u->err == 0)
+        u->err = status;
+    answer(u);
     upload_free(u);
     hu_conn_job_finished(c);
 }
 
 static void upload_end(hu_conn *c) {
     hu_upload *u = c->sink_state;
+    if (u->finished) { /* the last piece was written and published in one job */
+        answer(u);
+        upload_free(u);
+        return;
+    }
     if (u->base + u->received < u->grant.size) {
         /* a tus PATCH that carried one piece: keep it and report the offset */
         uint64_t offset = u->base + u->received;
