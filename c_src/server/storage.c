@@ -61,13 +61,31 @@ int hu_storage_exists(const hu_storage *s, const char *path) {
     return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
 }
 
+static void resume_name(const char *key, char out[HU_STORAGE_KEY_LEN + 8]);
+
 int hu_storage_begin(const hu_storage *s, const char *key, int truncate, int *fd_out,
-                     uint64_t *offset_out) {
-    int fd = openat(s->partfd, key, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+                     uint64_t *offset_out, int *named_out) {
+    int fd;
+    struct stat st;
+    *offset_out = 0;
+    if (truncate) {
+        /* start over: a kept partial of this slot (and its state) goes */
+        if (fstatat(s->partfd, key, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            hu_storage_abort(s, key, -1);
+        fd = openat(s->partfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
+        *named_out = fd >= 0 ? 0 : 1;
+        if (fd < 0) /* a file system without O_TMPFILE: a named partial file */
+            fd = openat(s->partfd, key, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
+        if (fd < 0)
+            return -errno;
+        *fd_out = fd;
+        return 0;
+    }
+    *named_out = 1;
+    fd = openat(s->partfd, key, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    struct stat st;
-    if ((truncate && ftruncate(fd, 0) < 0) || fstat(fd, &st) < 0) {
+    if (fstat(fd, &st) < 0) {
         int err = -errno;
         close(fd);
         return err;
@@ -75,6 +93,22 @@ int hu_storage_begin(const hu_storage *s, const char *key, int truncate, int *fd
     *fd_out = fd;
     *offset_out = (uint64_t)st.st_size;
     return 0;
+}
+
+/* linkat() of an open file by its /proc/self/fd path: AT_EMPTY_PATH would need a capability. */
+static int link_fd(int fd, int dirfd, const char *name) {
+    char proc[40];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+}
+
+int hu_storage_name_partial(const hu_storage *s, const char *key, int fd) {
+    int rc = link_fd(fd, s->partfd, key);
+    if (rc == -EEXIST) { /* a stale partial of the same slot */
+        unlinkat(s->partfd, key, 0);
+        rc = link_fd(fd, s->partfd, key);
+    }
+    return rc;
 }
 
 static void resume_name(const char *key, char out[HU_STORAGE_KEY_LEN + 8]) {
@@ -254,32 +288,35 @@ static int write_meta_tmp(const hu_storage *s, const char *name, const hu_file_m
     int fd = openat(s->partfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0)
         return -errno;
+    /* Not fsynced: after a crash a lost or empty metadata file only makes GET fall back to
+     * the type implied by the extension (the ledger keeps the signed type); the upload's own
+     * bytes and names are what the fsyncs below protect. */
     int rc = hu_storage_write(fd, buf, (size_t)len, 0);
-    if (rc == 0 && s->do_fsync && fsync(fd) < 0)
-        rc = -errno;
     close(fd);
     if (rc < 0)
         unlinkat(s->partfd, name, 0);
     return rc;
 }
 
-int hu_storage_publish(const hu_storage *s, const char *key, int fd, const char *path,
+int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named, const char *path,
                        const hu_file_meta *m) {
     char meta_tmp[HU_STORAGE_KEY_LEN + 8];
     snprintf(meta_tmp, sizeof meta_tmp, "%s.meta", key);
     int rc = 0;
     if (s->do_fsync && fsync(fd) < 0)
         rc = -errno;
-    close(fd);
     if (rc == 0)
         rc = write_meta_tmp(s, meta_tmp, m);
     if (rc == 0)
         rc = make_parents(s, path);
     /* The commit point: link() never replaces an existing file. */
-    if (rc == 0 && linkat(s->partfd, key, s->dirfd, path, 0) < 0)
-        rc = -errno;
+    if (rc == 0)
+        rc = named ? (linkat(s->partfd, key, s->dirfd, path, 0) < 0 ? -errno : 0)
+                   : link_fd(fd, s->dirfd, path);
+    close(fd);
+    int meta_left = rc < 0;
     if (rc == 0 && renameat(s->partfd, meta_tmp, s->metafd, key) < 0)
-        rc = -errno; /* the file is published; GET falls back to the extension's type */
+        meta_left = 1; /* the file is published all the same; GET falls back to the extension */
     if (rc == 0 && s->do_fsync) {
         const char *slash = strrchr(path, '/');
         if (slash == NULL) {
@@ -291,14 +328,15 @@ int hu_storage_publish(const hu_storage *s, const char *key, int fd, const char 
             dir[dn] = '\0';
             rc = fsync_dir_at(s->dirfd, dir);
         }
-        if (rc == 0 && fsync(s->metafd) < 0)
-            rc = -errno;
     }
-    unlinkat(s->partfd, key, 0);
-    unlinkat(s->partfd, meta_tmp, 0);
-    char state[HU_STORAGE_KEY_LEN + 8];
-    resume_name(key, state);
-    unlinkat(s->partfd, state, 0);
+    if (named) { /* the partial name and any resumption state go; an anonymous file has none */
+        char state[HU_STORAGE_KEY_LEN + 8];
+        unlinkat(s->partfd, key, 0);
+        resume_name(key, state);
+        unlinkat(s->partfd, state, 0);
+    }
+    if (meta_left)
+        unlinkat(s->partfd, meta_tmp, 0);
     return rc;
 }
 

@@ -39,11 +39,15 @@ void hu_storage_key(const char *path, size_t len, char key[HU_STORAGE_KEY_LEN + 
 /* 1 if P is published, 0 if not, or a negative errno. */
 int hu_storage_exists(const hu_storage *s, const char *path);
 
-/* Opens the partial file for key, creating it. With truncate, starts over at 0 (a plain PUT,
- * also the retry of a cut one); otherwise *offset_out is the number of bytes already there
- * (tus resumption). */
+/* The file an upload writes to. With truncate (a PUT, also the retry of a cut one) any kept
+ * partial of key is dropped and the new file is anonymous (O_TMPFILE: no name to create or
+ * remove, which is most of the cost of a small upload; *named_out = 0); otherwise the named
+ * partial file of key is opened for a tus resume and *offset_out is its length. */
 int hu_storage_begin(const hu_storage *s, const char *key, int truncate, int *fd_out,
-                     uint64_t *offset_out);
+                     uint64_t *offset_out, int *named_out);
+
+/* Gives an anonymous upload file its .partial/<key> name, so it can be resumed. */
+int hu_storage_name_partial(const hu_storage *s, const char *key, int fd);
 
 /* Resumption state of a cut upload (written when it is cut, or up front for large ones). */
 int hu_storage_save_resume(const hu_storage *s, const char *key, const hu_file_meta *m);
@@ -65,10 +69,10 @@ int hu_storage_hash_partial(const hu_storage *s, const char *key, char hex[65]);
 /* Writes all of buf at off; -ENOSPC/-EDQUOT/-EIO as the kernel says. */
 int hu_storage_write(int fd, const char *buf, size_t len, uint64_t off);
 
-/* Makes the partial file (open as fd, fully written) the published file P with meta m.
- * Closes fd. On failure the partial file is removed and nothing is visible;
+/* Makes the upload file (open as fd, fully written; named or anonymous) the published file P
+ * with meta m. Closes fd. On failure the partial file is removed and nothing is visible;
  * -EEXIST when P was published meanwhile. */
-int hu_storage_publish(const hu_storage *s, const char *key, int fd, const char *path,
+int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named, const char *path,
                        const hu_file_meta *m);
 
 /* Drops an upload: closes fd (if >= 0) and unlinks the partial file and its state. */

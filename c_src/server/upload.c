@@ -31,6 +31,7 @@ typedef struct {
     size_t chunk_len;
     int err;
     int job_running;
+    int named;       /* the upload file has its .partial/<key> name (else O_TMPFILE) */
     int state_saved;
     int published;
     int last_piece; /* the piece in flight completes the file: its job publishes too */
@@ -73,11 +74,14 @@ static void upload_free(hu_upload *u) {
 /* Keeps the received bytes for a tus resume (Bearer uploads, until the token expires), or
  * drops them (legacy uploads cannot resume: no expiry bounds how long they would be kept). */
 static void keep_or_drop(hu_upload *u) {
+    if (resumable(u) && !u->named && u->fd >= 0)
+        u->named = hu_storage_name_partial(storage_of(u), u->key, u->fd) == 0;
     if (u->fd >= 0)
         close(u->fd);
     u->fd = -1;
-    if (!resumable(u)) {
-        hu_storage_abort(storage_of(u), u->key, -1);
+    if (!resumable(u) || !u->named) {
+        if (u->named)
+            hu_storage_abort(storage_of(u), u->key, -1);
         return;
     }
     if (!u->state_saved) {
@@ -205,7 +209,7 @@ static void publish_job(uv_work_t *w) {
     if (u->err < 0) {
         hu_storage_abort(storage_of(u), u->key, u->fd);
     } else {
-        u->err = hu_storage_publish(storage_of(u), u->key, u->fd, u->grant.path, m);
+        u->err = hu_storage_publish(storage_of(u), u->key, u->fd, u->named, u->grant.path, m);
         u->published = u->err == 0;
     }
     u->fd = -1;
@@ -349,7 +353,7 @@ void hu_upload_start(hu_conn *c, const hu_http_head *h, const hu_upload_grant *g
         rc = exists == 1 ? -EEXIST : exists;
     }
     if (rc == 0)
-        rc = hu_storage_begin(st, u->key, kind == HU_UPLOAD_PUT, &u->fd, &u->base);
+        rc = hu_storage_begin(st, u->key, kind == HU_UPLOAD_PUT, &u->fd, &u->base, &u->named);
     if (rc == 0 && kind == HU_UPLOAD_PATCH) {
         if (u->base != expect_offset)
             rc = -EEXIST; /* 409: the client's idea of the offset is stale */
@@ -365,7 +369,10 @@ void hu_upload_start(hu_conn *c, const hu_http_head *h, const hu_upload_grant *g
     if (rc == 0 && kind == HU_UPLOAD_PUT && resumable(u) && g->size >= HU_RESUME_STATE_EARLY) {
         hu_file_meta m;
         resume_meta(u, &m);
-        rc = hu_storage_save_resume(st, u->key, &m);
+        if (!u->named && (rc = hu_storage_name_partial(st, u->key, u->fd)) == 0)
+            u->named = 1;
+        if (rc == 0)
+            rc = hu_storage_save_resume(st, u->key, &m);
         u->state_saved = rc == 0;
     }
     if (rc < 0) {
