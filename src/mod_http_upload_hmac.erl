@@ -360,7 +360,7 @@ grant_slot(#iq{lang = Lang} = IQ, User, File, Size, CType,
             {ok, Token} = hmac_upload_nif:mint_bearer(Secret, User, Path, Size, CType, Expires),
             Put = put_url(Base, Slot, File, User, CType, {Expires, Token}),
             Get = get_url(Base, Slot, File),
-            ?INFO_MSG("HTTP upload slot for ~ts: ~ts (~B bytes)", [User, Path, Size]),
+            ?DEBUG("HTTP upload slot for ~ts: ~ts (~B bytes)", [User, Path, Size]),
             xmpp:make_iq_result(IQ, slot_element(Put, Get, Token));
         {error, quota_exceeded} ->
             RetryAt = hmac_upload_nif:retry_at(State#state.ledger, User, Now),

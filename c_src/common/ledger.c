@@ -275,8 +275,19 @@ int hu_ledger_reserve(hu_ledger *l, const char *path, const char *user, uint64_t
     sqlite3_stmt *s = stmt(l, S_PURGE_USER);
     bind_text(s, 1, user);
     sqlite3_bind_int64(s, 2, now);
-    uint64_t used, reserved, quota;
-    if ((rc = run(l, s)) < 0 || (rc = usage(l, user, now, default_quota, &used, &reserved, &quota)) < 0)
+    uint64_t used = 0, reserved = 0, quota = default_quota;
+    int64_t override = 0;
+    int found = 0;
+    if ((rc = run(l, s)) < 0)
+        goto out;
+    s = stmt(l, S_QUOTA_OF);
+    bind_text(s, 1, user);
+    if ((rc = scalar(l, s, &override, &found)) < 0)
+        goto out;
+    if (found)
+        quota = (uint64_t)override;
+    /* unlimited: no need to add up what the user holds */
+    if (quota != 0 && (rc = usage(l, user, now, default_quota, &used, &reserved, &quota)) < 0)
         goto out;
     /* quota 0 = unlimited; the sum is compared without overflow */
     if (quota != 0 && (used > quota || reserved > quota - used || size > quota - used - reserved)) {

@@ -348,8 +348,16 @@ void hu_conn_accept(hu_server *srv) {
         srv->conns->prev = c;
     srv->conns = c;
     srv->n_conns++;
-    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp) < 0 ||
-        srv->n_conns > srv->settings->cfg.max_connections) {
+    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp) < 0) {
+        hu_conn_close(c);
+        return;
+    }
+    if (srv->n_conns > srv->settings->cfg.max_connections) {
+        /* Over the cap: a best-effort 503 (no buffer, no state kept), then the door. */
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                   "Retry-After: 1\r\nConnection: close\r\n\r\n";
+        uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         hu_conn_close(c);
         return;
     }

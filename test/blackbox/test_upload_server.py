@@ -329,6 +329,22 @@ def slow_loris_header_timeout():
 
 
 @test
+def connection_cap_answers_503():
+    with UploadServer(max_connections=2) as srv:
+        a = socket.create_connection(("127.0.0.1", srv.port))
+        b = socket.create_connection(("127.0.0.1", srv.port))
+        time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as c:
+            out = c.recv(4096)  # answered at accept, before any request
+        assert out.startswith(b"HTTP/1.1 503"), out[:100]
+        a.close()
+        time.sleep(0.2)
+        eq(curl(f"{srv.base}/none/x.jpg").status, 404, "served again below the cap")
+        b.close()
+        srv.assert_clean_exit()
+
+
+@test
 def sighup_reloads_secret_without_dropping_transfers():
     with UploadServer() as srv:
         s_old = srv.slot(len(BODY))
