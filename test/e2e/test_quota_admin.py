@@ -36,7 +36,7 @@ def upload_until_refused_delete_upload_again():
             eq(r.get("error"), "resource-constraint", f"third upload over quota: {r}")
             listed = files_of(ej, "alice")
             eq(len(listed), 2, f"listed {listed}")
-            path = listed[0].split()[0]
+            path = next(l.split()[0] for l in listed if l.split()[0].endswith("/f0.bin"))
             eq(ej.ctl("upload_delete_file", "localhost", path).returncode, 0, "delete")
             eq(curl(urls[0]).status, 404, "deleted file is gone")
             r = slix(ej, "alice", "upload", random_file(d, "f3.bin", 400000))
