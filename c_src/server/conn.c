@@ -32,6 +32,8 @@ static void free_if_done(hu_conn *c) {
         hu_settings_release(c->set);
     hu_http_parser_free(&c->parser);
     free(c->rbuf);
+    free(c->spare);
+    free(c->inflight);
     free(c->resp_body);
     free(c);
     hu_server_conn_gone(srv);
@@ -121,6 +123,13 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     c->rlen += (size_t)n;
     if (c->busy || c->in_body)
         hu_conn_progress(c);
+    if (c->inflight != NULL) {
+        /* reading ahead while the disk has the other buffer: stop when this one is full or
+         * holds the rest of the body; it is processed when the disk is done */
+        if (c->rlen >= HU_READ_BUF_SIZE || c->rlen >= c->body_left)
+            stop_reading(c);
+        return;
+    }
     /* keep filling while the body goes on and the buffer has room */
     if (c->in_body && !c->busy && c->rlen < HU_READ_BUF_SIZE && c->rlen - c->roff < c->body_left)
         return;
@@ -131,9 +140,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 static void start_reading(hu_conn *c) {
     if (c->reading || c->closing)
         return;
-    if (!c->in_body) { /* between requests nothing needs the buffer: keep idle memory low */
+    if (!c->in_body) { /* between requests nothing needs the buffers: keep idle memory low */
         free(c->rbuf);
-        c->rbuf = NULL;
+        free(c->spare);
+        c->rbuf = c->spare = NULL;
     }
     c->rlen = c->roff = 0;
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
@@ -203,7 +213,18 @@ static void conn_process(hu_conn *c) {
                 break;
             size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
             if (c->sink->on_data(c, c->rbuf + c->roff, n)) {
+                /* The sink's job owns these n bytes now. When they were all the buffer held,
+                 * the next ones are read into the other buffer meanwhile (double buffering:
+                 * network and disk overlap; memory stays at two buffers). */
                 c->busy = 1;
+                c->roff += n;
+                c->body_left -= n;
+                if (c->roff == c->rlen && c->body_left > 0) {
+                    c->inflight = c->rbuf;
+                    c->rbuf = c->spare;
+                    c->spare = NULL;
+                    start_reading(c);
+                }
                 return;
             }
             c->roff += n;
@@ -241,10 +262,15 @@ void hu_conn_take_body(hu_conn *c, const hu_body_sink *sink, void *state) {
 }
 
 void hu_conn_body_consumed(hu_conn *c, size_t n) {
-    c->roff += n;
-    c->body_left -= n;
+    (void)n; /* accounted when handed over (conn_process) */
+    if (c->inflight != NULL) {
+        c->spare = c->inflight;
+        c->inflight = NULL;
+    }
     c->busy = 0;
     hu_conn_progress(c);
+    if (c->reading)
+        return; /* the read-ahead buffer is still filling: on_read goes on */
     conn_process(c);
 }
 

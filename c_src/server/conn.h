@@ -12,7 +12,7 @@
 #include "response.h"
 #include "server.h"
 
-#define HU_READ_BUF_SIZE (256 * 1024)
+#define HU_READ_BUF_SIZE (512 * 1024) /* two of them per uploading connection */
 
 typedef void (*hu_conn_cb)(hu_conn *c);
 
@@ -33,6 +33,8 @@ struct hu_conn {
     hu_conn *prev, *next;
     hu_http_parser parser;
     char *rbuf; /* unprocessed input is rbuf[roff, rlen) */
+    char *inflight; /* a body buffer a disk job still reads from (double buffering) */
+    char *spare;    /* the other body buffer, free for reading ahead */
     size_t rlen, roff;
     int reading, busy, closing, keep_alive, in_body;
     int handles_open; /* tcp + timer until their close callbacks */
