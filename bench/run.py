@@ -271,11 +271,15 @@ def main():
     tmp = tempfile.mkdtemp(prefix="hu-bench-")
     try:
         src = big_file(tmp, big)
-        # (1) one big PUT then GET
-        for make in (Ours, Nginx):
+        # (1) one big PUT then GET. Each server runs twice, alternating, and keeps its best
+        # run: on a VM the first pass over fresh memory is slower for whoever goes first.
+        for make in (Ours, Nginx, Ours, Nginx):
             s = make()
             try:
-                W.setdefault("big_put_get", {})[s.name] = big_put_get(s, src, big)
+                r = big_put_get(s, src, big)
+                best = W.setdefault("big_put_get", {}).get(s.name)
+                if best is None or r["put_mb_s"] > best["put_mb_s"]:
+                    W["big_put_get"][s.name] = r
             finally:
                 s.stop()
         os.unlink(src)
