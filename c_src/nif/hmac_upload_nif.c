@@ -222,6 +222,21 @@ typedef struct {
     ERL_NIF_TERM list;
 } list_ctx;
 
+/* Rows arrive newest-last from the callbacks; they are consed, then reversed once. */
+static void push_map(list_ctx *lc, ERL_NIF_TERM *keys, ERL_NIF_TERM *vals, size_t n) {
+    ERL_NIF_TERM map;
+    enif_make_map_from_arrays(lc->env, keys, vals, n, &map);
+    lc->list = enif_make_list_cell(lc->env, map, lc->list);
+}
+
+static ERL_NIF_TERM list_result(ErlNifEnv *env, int rc, ERL_NIF_TERM list) {
+    ERL_NIF_TERM rev;
+    if (rc < 0)
+        return error_tuple(env, errno_atom(rc));
+    enif_make_reverse_list(env, list, &rev);
+    return enif_make_tuple2(env, atom(env, "ok"), rev);
+}
+
 static int add_file(void *ctx, const hu_stored_file *f) {
     list_ctx *lc = ctx;
     ErlNifEnv *env = lc->env;
@@ -233,9 +248,7 @@ static int add_file(void *ctx, const hu_stored_file *f) {
                            text_or_undefined(env, f->sha256_hex), enif_make_int64(env, f->created),
                            enif_make_int64(env, f->expires), text_or_undefined(env, f->source_ip),
                            text_or_undefined(env, f->scheme)};
-    ERL_NIF_TERM map;
-    enif_make_map_from_arrays(env, keys, vals, 9, &map);
-    lc->list = enif_make_list_cell(env, map, lc->list);
+    push_map(lc, keys, vals, 9);
     return 0;
 }
 
@@ -249,11 +262,7 @@ static ERL_NIF_TERM list_files_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     enif_mutex_lock(r->lock);
     int rc = hu_ledger_list_files(r->ledger, user, add_file, &lc);
     enif_mutex_unlock(r->lock);
-    ERL_NIF_TERM rev;
-    if (rc < 0)
-        return error_tuple(env, errno_atom(rc));
-    enif_make_reverse_list(env, lc.list, &rev);
-    return enif_make_tuple2(env, atom(env, "ok"), rev);
+    return list_result(env, rc, lc.list);
 }
 
 static ERL_NIF_TERM delete_file_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -277,9 +286,7 @@ static int add_audit(void *ctx, const hu_audit_entry *e) {
                            text_or_undefined(env, e->event), text_or_undefined(env, e->user),
                            text_or_undefined(env, e->path), enif_make_uint64(env, e->size),
                            text_or_undefined(env, e->detail)};
-    ERL_NIF_TERM map;
-    enif_make_map_from_arrays(env, keys, vals, 7, &map);
-    lc->list = enif_make_list_cell(env, map, lc->list);
+    push_map(lc, keys, vals, 7);
     return 0;
 }
 
@@ -295,11 +302,7 @@ static ERL_NIF_TERM audit_recent_nif(ErlNifEnv *env, int argc, const ERL_NIF_TER
     enif_mutex_lock(r->lock);
     int rc = hu_ledger_audit_recent(r->ledger, all ? NULL : user, limit, add_audit, &lc);
     enif_mutex_unlock(r->lock);
-    ERL_NIF_TERM rev;
-    if (rc < 0)
-        return error_tuple(env, errno_atom(rc));
-    enif_make_reverse_list(env, lc.list, &rev);
-    return enif_make_tuple2(env, atom(env, "ok"), rev);
+    return list_result(env, rc, lc.list);
 }
 
 static ERL_NIF_TERM audit_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {

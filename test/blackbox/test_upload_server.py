@@ -445,6 +445,30 @@ def bad_config_file_one_clear_line():
 
 
 @test
+def full_disk_is_507_and_leaves_nothing():
+    """storage_dir on a 2 MiB tmpfs: an upload that does not fit is 507, leaves no file, and
+    the server goes on serving. Needs root for the mount."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="hu-full-")
+    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", d], capture_output=True, text=True)
+    if m.returncode != 0:
+        raise AssertionError(f"cannot mount a tmpfs (run the tests as root): {m.stderr}")
+    try:
+        with UploadServer(storage_dir=d, ledger_path="none") as srv:
+            s = srv.slot(3 << 20, filename="big.bin", ctype="application/octet-stream")
+            r = put(s.put_url, os.urandom(3 << 20))
+            eq(r.status, 507, "disk full")
+            eq(srv.visible_files(), [], "no file")
+            eq(srv.partial_files(), [], "no partial file")
+            small = srv.slot(1000)
+            eq(put(small.put_url, os.urandom(1000)).status, 201, "still serving once there is room")
+            srv.assert_clean_exit()
+    finally:
+        subprocess.run(["umount", d])
+        os.rmdir(d)
+
+
+@test
 def help_and_version():
     p = subprocess.run([SERVER_BIN, "--help"], capture_output=True, text=True)
     eq(p.returncode, 0, "help")
