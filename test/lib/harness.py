@@ -30,6 +30,10 @@ VARIANT = os.environ.get("HU_VARIANT", "release")
 _tests = []
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run on this machine; reported as "ok - name # SKIP why"."""
+
+
 def test(fn):
     """Registers a test; tests run in file order."""
     _tests.append(fn)
@@ -48,6 +52,8 @@ def main():
         try:
             fn()
             print(f"ok - {name} ({time.monotonic() - start:.1f}s)", flush=True)
+        except Skip as why:
+            print(f"ok - {name} # SKIP {why}", flush=True)
         except Exception:  # any failure, assertion or not, is this test's failure
             failed += 1
             print(f"not ok - {name}", flush=True)
