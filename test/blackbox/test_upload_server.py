@@ -249,6 +249,23 @@ def range_and_conditional_get():
 
 
 @test
+def cut_download_then_full_download():
+    with UploadServer() as srv:
+        body = os.urandom(8 << 20)
+        s = srv.slot(len(body), filename="v.bin", ctype="application/octet-stream")
+        upload_ok(srv, s, body)
+        target = s.get_url.split(str(srv.port), 1)[1]
+        for _ in range(5):  # the client goes away mid-body, at different points
+            with socket.create_connection(("127.0.0.1", srv.port)) as c:
+                c.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                c.recv(100000)
+        g = curl(s.get_url)
+        eq(len(g.body), len(body), "full download")
+        eq(g.body == body, True, "same bytes")
+        srv.assert_clean_exit()
+
+
+@test
 def active_types_download_as_attachment():
     with UploadServer() as srv:
         s = srv.slot(len(BODY), filename="page.html", ctype="text/html")
