@@ -19,7 +19,8 @@ DEB_PACKAGES := make gcc clang libc6-dev libuv1-dev libssl-dev libyaml-dev libsq
                 python3 python3-slixmpp python3-aiohttp curl openssl ca-certificates procps nodejs sqlite3 \
                 nginx-light libnginx-mod-http-dav-ext wrk systemd systemd-container groff-base strace \
                 prometheus prosody prosody-modules gajim xvfb xdotool imagemagick python3-pil \
-                fonts-dejavu-core dbus chromium
+                fonts-dejavu-core dbus chromium libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev \
+                libmagic-dev
 # Base tools a new machine of this kind has and fresh-check itself needs; everything else in
 # DEB_PACKAGES is purged by fresh-check (nodejs is the image's own Node, not Debian's; systemd
 # and groff-base, which man-db needs, are never purged).
