@@ -3,6 +3,7 @@
  * any number of concurrent slot requests serialize on SQLite's write lock and can never
  * over-commit a quota. The audit table is append-only: nothing here updates or deletes it. */
 #include "ledger.h"
+#include "token.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define BUSY_TIMEOUT_MS 5000
 
 static const char schema_v1[] =
@@ -43,14 +44,36 @@ static const char schema_v2[] =
     "CREATE INDEX reservations_expires ON reservations(user, expires);"
     "CREATE INDEX reservations_dead ON reservations(expires);";
 
+/* v3: a grant costs the same after a million slots as after one. What a user stores and holds
+ * is kept as running sums (usage) instead of being added up per grant; a reservation is
+ * "counted" while its bytes are in usage.held, and a grant settles only the holds that lapsed
+ * since the last one (each row once). Dead reservations go with the maintenance timer, not
+ * with each grant. */
+static const char schema_v3[] =
+    "CREATE TABLE usage(user TEXT PRIMARY KEY, stored INTEGER NOT NULL DEFAULT 0,"
+    " held INTEGER NOT NULL DEFAULT 0);"
+    "ALTER TABLE reservations ADD COLUMN counted INTEGER NOT NULL DEFAULT 0;"
+    /* every row counts at first; those whose hold lapsed are settled at their user's next
+     * grant, as any lapsed hold is */
+    "UPDATE reservations SET counted = 1;"
+    "INSERT INTO usage(user, stored) SELECT user, SUM(size) FROM files"
+    " WHERE user IS NOT NULL GROUP BY user;"
+    "INSERT INTO usage(user, held) SELECT user, SUM(size) FROM reservations WHERE counted = 1"
+    " GROUP BY user ON CONFLICT(user) DO UPDATE SET held = excluded.held;"
+    "DROP INDEX IF EXISTS reservations_held;"
+    "DROP INDEX IF EXISTS reservations_expires;"
+    "CREATE INDEX reservations_held ON reservations(user, held_until) WHERE counted = 1;";
+
 enum {
     S_BEGIN,
     S_COMMIT,
     S_ROLLBACK,
-    S_PURGE_USER,
     S_QUOTA_OF,
-    S_USED,
-    S_RESERVED,
+    S_USAGE_OF,
+    S_LAPSED,
+    S_SETTLE,
+    S_UNCOUNT,
+    S_ADD_USAGE,
     S_RETRY_AT,
     S_INSERT_RES,
     S_DELETE_RES,
@@ -65,6 +88,7 @@ enum {
     S_GET_FILE,
     S_AUDIT_USER,
     S_AUDIT_ALL,
+    S_SETTLE_DEAD,
     S_PURGE_ALL,
     S_FIND_RES,
     S_HOLD_RES,
@@ -75,15 +99,22 @@ static const char *const sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_PURGE_USER] = "DELETE FROM reservations WHERE user = ?1 AND expires <= ?2",
     [S_QUOTA_OF] = "SELECT quota FROM quotas WHERE user = ?1",
-    [S_USED] = "SELECT COALESCE(SUM(size), 0) FROM files WHERE user = ?1",
-    [S_RESERVED] = "SELECT COALESCE(SUM(size), 0) FROM reservations WHERE user = ?1 AND held_until > ?2",
+    [S_USAGE_OF] = "SELECT stored, held FROM usage WHERE user = ?1",
+    /* holds that lapsed but are still counted (settled at the user's next grant) */
+    [S_LAPSED] = "SELECT COALESCE(SUM(size), 0) FROM reservations WHERE user = ?1 AND counted = 1"
+                 " AND held_until <= ?2",
+    [S_SETTLE] = "UPDATE usage SET held = held - (SELECT COALESCE(SUM(size), 0) FROM reservations"
+                 " WHERE user = ?1 AND counted = 1 AND held_until <= ?2) WHERE user = ?1",
+    [S_UNCOUNT] = "UPDATE reservations SET counted = 0 WHERE user = ?1 AND counted = 1"
+                  " AND held_until <= ?2",
+    [S_ADD_USAGE] = "INSERT INTO usage(user, stored, held) VALUES(?1, ?2, ?3) ON CONFLICT(user)"
+                    " DO UPDATE SET stored = stored + excluded.stored, held = held + excluded.held",
     [S_RETRY_AT] = "SELECT COALESCE(MIN(held_until), 0) FROM reservations WHERE user = ?1"
-                   " AND held_until > ?2",
+                   " AND counted = 1 AND held_until > ?2",
     [S_INSERT_RES] = "INSERT INTO reservations(path, user, size, expires, held_until, keep,"
-                     " expire_before) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [S_DELETE_RES] = "DELETE FROM reservations WHERE path = ?1",
+                     " expire_before, counted) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_DELETE_RES] = "DELETE FROM reservations WHERE path = ?1 RETURNING user, size, counted",
     [S_INSERT_FILE] = "INSERT INTO files(path, user, size, content_type, sha256, created, expires,"
                       " source_ip, scheme) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_AUDIT] = "INSERT INTO audit(at, event, user, path, size, detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
@@ -102,10 +133,15 @@ static const char *const sql[S_COUNT] = {
     [S_AUDIT_USER] = "SELECT id, at, event, user, path, size, detail FROM audit WHERE user = ?1"
                      " ORDER BY id DESC LIMIT ?2",
     [S_AUDIT_ALL] = "SELECT id, at, event, user, path, size, detail FROM audit ORDER BY id DESC LIMIT ?2",
+    [S_SETTLE_DEAD] = "UPDATE usage SET held = held - (SELECT COALESCE(SUM(r.size), 0)"
+                      " FROM reservations r WHERE r.user = usage.user AND r.counted = 1"
+                      " AND r.expires <= ?1) WHERE user IN (SELECT user FROM reservations"
+                      " WHERE expires <= ?1 AND counted = 1)",
     [S_PURGE_ALL] = "DELETE FROM reservations WHERE expires <= ?1",
-    [S_FIND_RES] = "SELECT held_until, keep, expire_before FROM reservations WHERE path = ?1"
-                   " AND user = ?2 AND size = ?3 AND expires > ?4",
-    [S_HOLD_RES] = "UPDATE reservations SET held_until = ?2, expires = MAX(expires, ?2) WHERE path = ?1",
+    [S_FIND_RES] = "SELECT held_until, keep, expire_before, counted FROM reservations"
+                   " WHERE path = ?1 AND user = ?2 AND size = ?3 AND expires > ?4",
+    [S_HOLD_RES] = "UPDATE reservations SET held_until = ?2, expires = MAX(expires, ?2),"
+                   " counted = 1 WHERE path = ?1",
 };
 
 struct hu_ledger {
@@ -190,6 +226,8 @@ static int migrate(hu_ledger *l) {
         rc = sqlite3_exec(l->db, schema_v1, NULL, NULL, &msg);
     if (rc == SQLITE_OK && version < 2)
         rc = sqlite3_exec(l->db, schema_v2, NULL, NULL, &msg);
+    if (rc == SQLITE_OK && version < 3)
+        rc = sqlite3_exec(l->db, schema_v3, NULL, NULL, &msg);
     if (rc == SQLITE_OK && version < SCHEMA_VERSION) {
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", SCHEMA_VERSION);
@@ -265,28 +303,51 @@ int hu_ledger_audit(hu_ledger *l, int64_t now, const char *event, const char *us
     return audit(l, now, event, user, path, size, detail);
 }
 
-/* used, reserved and quota for user; inside or outside a transaction. */
+/* Adds (or with negative deltas, takes) bytes to user's running sums. */
+static int add_usage(hu_ledger *l, const char *user, int64_t stored, int64_t held) {
+    if (user == NULL || (stored == 0 && held == 0))
+        return 0;
+    sqlite3_stmt *s = stmt(l, S_ADD_USAGE);
+    bind_text(s, 1, user);
+    sqlite3_bind_int64(s, 2, stored);
+    sqlite3_bind_int64(s, 3, held);
+    return run(l, s);
+}
+
+/* The quota that applies to user: its override, or the default. */
+static int quota_of(hu_ledger *l, const char *user, uint64_t default_quota, uint64_t *quota) {
+    int64_t q = 0;
+    int found = 0;
+    sqlite3_stmt *s = stmt(l, S_QUOTA_OF);
+    bind_text(s, 1, user);
+    int rc = scalar(l, s, &q, &found);
+    *quota = found ? (uint64_t)q : default_quota;
+    return rc;
+}
+
+/* used, reserved (held at now) and quota for user; inside or outside a transaction. Reads the
+ * running sums: the only rows visited are holds that lapsed since the user's last grant. */
 static int usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
                  uint64_t *used, uint64_t *reserved, uint64_t *quota) {
-    int64_t u = 0, r = 0, q = 0;
-    int found = 0, rc;
-    sqlite3_stmt *s = stmt(l, S_USED);
+    int64_t stored = 0, held = 0, lapsed = 0;
+    sqlite3_stmt *s = stmt(l, S_USAGE_OF);
     bind_text(s, 1, user);
-    if ((rc = scalar(l, s, &u, NULL)) < 0)
-        return rc;
-    s = stmt(l, S_RESERVED);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        stored = sqlite3_column_int64(s, 0);
+        held = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return fail(l, rc);
+    s = stmt(l, S_LAPSED);
     bind_text(s, 1, user);
     sqlite3_bind_int64(s, 2, now);
-    if ((rc = scalar(l, s, &r, NULL)) < 0)
+    if ((rc = scalar(l, s, &lapsed, NULL)) < 0)
         return rc;
-    s = stmt(l, S_QUOTA_OF);
-    bind_text(s, 1, user);
-    if ((rc = scalar(l, s, &q, &found)) < 0)
-        return rc;
-    *used = (uint64_t)u;
-    *reserved = (uint64_t)r;
-    *quota = found ? (uint64_t)q : default_quota;
-    return 0;
+    *used = stored > 0 ? (uint64_t)stored : 0;
+    *reserved = held > lapsed ? (uint64_t)(held - lapsed) : 0;
+    return quota_of(l, user, default_quota, quota);
 }
 
 int hu_ledger_usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
@@ -315,30 +376,35 @@ static int finish(hu_ledger *l, int rc) {
     return rc;
 }
 
-/* Inside a transaction: drops user's dead reservations, then requires used + held + size <=
- * quota. Over it: a "refused" audit row, *retry_at, -EDQUOT (the transaction is left open for
- * the caller to commit). */
+/* Inside a transaction: holds of user that lapsed by now stop counting (once each). */
+static int settle_lapsed(hu_ledger *l, const char *user, int64_t now) {
+    int rc;
+    for (int which = S_SETTLE; which <= S_UNCOUNT; which++) {
+        sqlite3_stmt *s = stmt(l, which);
+        bind_text(s, 1, user);
+        sqlite3_bind_int64(s, 2, now);
+        if ((rc = run(l, s)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Inside a transaction: requires used + held + size <= quota. Over it: a "refused" audit row,
+ * *retry_at, -EDQUOT (the transaction is left open for the caller to commit). */
 static int fits_in_tx(hu_ledger *l, const char *path, const char *user, uint64_t size,
                       int64_t now, uint64_t default_quota, int64_t *retry_at) {
-    sqlite3_stmt *s = stmt(l, S_PURGE_USER);
-    bind_text(s, 1, user);
-    sqlite3_bind_int64(s, 2, now);
     uint64_t used = 0, reserved = 0, quota = default_quota;
-    int64_t override = 0;
-    int found = 0, rc;
-    if ((rc = run(l, s)) < 0)
+    int rc;
+    if ((rc = quota_of(l, user, default_quota, &quota)) < 0)
         return rc;
-    s = stmt(l, S_QUOTA_OF);
-    bind_text(s, 1, user);
-    if ((rc = scalar(l, s, &override, &found)) < 0)
+    /* unlimited: nothing to add up */
+    if (quota == 0)
+        return 0;
+    if ((rc = settle_lapsed(l, user, now)) < 0 ||
+        (rc = usage(l, user, now, default_quota, &used, &reserved, &quota)) < 0)
         return rc;
-    if (found)
-        quota = (uint64_t)override;
-    /* unlimited: no need to add up what the user holds */
-    if (quota != 0 && (rc = usage(l, user, now, default_quota, &used, &reserved, &quota)) < 0)
-        return rc;
-    /* quota 0 = unlimited; the sum is compared without overflow */
-    if (quota != 0 && (used > quota || reserved > quota - used || size > quota - used - reserved)) {
+    /* the sum is compared without overflow */
+    if (used > quota || reserved > quota - used || size > quota - used - reserved) {
         char detail[96];
         snprintf(detail, sizeof detail, "over quota: used %llu reserved %llu quota %llu",
                  (unsigned long long)used, (unsigned long long)reserved, (unsigned long long)quota);
@@ -350,12 +416,14 @@ static int fits_in_tx(hu_ledger *l, const char *path, const char *user, uint64_t
     return 0;
 }
 
-/* Inside a transaction: the quota check, then the reservation and an audit row (event). */
+/* Inside a transaction: the quota check, then the reservation (counted while held) and an
+ * audit row (event). */
 static int reserve_in_tx(hu_ledger *l, const hu_reservation *r, int64_t now,
                          uint64_t default_quota, const char *event, int64_t *retry_at) {
     int rc = fits_in_tx(l, r->path, r->user, r->size, now, default_quota, retry_at);
     if (rc < 0)
         return rc;
+    int held = r->held_until > now;
     sqlite3_stmt *s = stmt(l, S_INSERT_RES);
     bind_text(s, 1, r->path);
     bind_text(s, 2, r->user);
@@ -364,8 +432,11 @@ static int reserve_in_tx(hu_ledger *l, const hu_reservation *r, int64_t now,
     sqlite3_bind_int64(s, 5, r->held_until);
     sqlite3_bind_int64(s, 6, r->retention.keep);
     sqlite3_bind_int64(s, 7, r->retention.expire_before);
+    sqlite3_bind_int(s, 8, held);
     if ((rc = run(l, s)) < 0)
         return sqlite3_extended_errcode(l->db) == SQLITE_CONSTRAINT_PRIMARYKEY ? -EEXIST : rc;
+    if (held && (rc = add_usage(l, r->user, 0, (int64_t)r->size)) < 0)
+        return rc;
     return audit(l, now, event, r->user, r->path, r->size, NULL);
 }
 
@@ -381,9 +452,10 @@ int hu_ledger_reserve(hu_ledger *l, const hu_reservation *r, int64_t now, uint64
 }
 
 /* Inside a transaction: the reservation of (path, user, size) whose token is unexpired.
- * 1 found (its hold and retention in *held_until, *retention), 0 not, or an error. */
+ * 1 found (its hold, whether it is counted, its retention), 0 not, or an error. */
 static int find_reservation(hu_ledger *l, const char *path, const char *user, uint64_t size,
-                            int64_t now, int64_t *held_until, hu_retention *retention) {
+                            int64_t now, int64_t *held_until, int *counted,
+                            hu_retention *retention) {
     sqlite3_stmt *s = stmt(l, S_FIND_RES);
     bind_text(s, 1, path);
     bind_text(s, 2, user);
@@ -394,34 +466,64 @@ static int find_reservation(hu_ledger *l, const char *path, const char *user, ui
         *held_until = sqlite3_column_int64(s, 0);
         retention->keep = sqlite3_column_int64(s, 1);
         retention->expire_before = sqlite3_column_int64(s, 2);
+        *counted = sqlite3_column_int(s, 3);
     }
     sqlite3_reset(s);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : fail(l, rc);
+}
+
+/* Inside a transaction: drops the reservation of path, and its bytes from its user's held sum
+ * if they were counted. */
+static int drop_reservation(hu_ledger *l, const char *path) {
+    sqlite3_stmt *s = stmt(l, S_DELETE_RES);
+    bind_text(s, 1, path);
+    int rc = sqlite3_step(s);
+    char user[HU_MAX_USER_LEN + 1] = "";
+    int64_t size = 0;
+    int counted = 0;
+    if (rc == SQLITE_ROW) {
+        snprintf(user, sizeof user, "%s", (const char *)sqlite3_column_text(s, 0));
+        size = sqlite3_column_int64(s, 1);
+        counted = sqlite3_column_int(s, 2);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return fail(l, rc);
+    return counted ? add_usage(l, user, 0, -size) : 0;
 }
 
 static int claim_in_tx(hu_ledger *l, const char *path, const char *user, uint64_t size,
                        int64_t until, int64_t now, uint64_t default_quota,
                        hu_retention *retention) {
     int64_t held_until = 0, retry_at;
-    int rc = find_reservation(l, path, user, size, now, &held_until, retention);
+    int counted = 0;
+    int rc = find_reservation(l, path, user, size, now, &held_until, &counted, retention);
     if (rc < 0)
         return rc;
     if (rc == 1) {
         /* a hold that lapsed counts no more: the quota decides again */
-        if (held_until <= now &&
-            ((rc = fits_in_tx(l, path, user, size, now, default_quota, &retry_at)) < 0 ||
-             (rc = audit(l, now, "reserve at upload", user, path, size, "after its hold lapsed")) < 0))
-            return rc;
+        if (held_until <= now) {
+            if ((rc = fits_in_tx(l, path, user, size, now, default_quota, &retry_at)) < 0 ||
+                (rc = audit(l, now, "reserve at upload", user, path, size,
+                            "after its hold lapsed")) < 0)
+                return rc;
+            /* settled by the quota check (or never counted, under no quota) */
+            if (counted && (rc = settle_lapsed(l, user, now)) < 0)
+                return rc;
+            counted = 0;
+        }
         sqlite3_stmt *s = stmt(l, S_HOLD_RES);
         bind_text(s, 1, path);
         sqlite3_bind_int64(s, 2, until);
-        return run(l, s);
+        if ((rc = run(l, s)) < 0)
+            return rc;
+        return counted ? 0 : add_usage(l, user, 0, (int64_t)size);
     }
     /* never made here, or made for something else: as a grant would */
     *retention = HU_RETENTION_DEFAULT;
-    sqlite3_stmt *s = stmt(l, S_DELETE_RES);
-    bind_text(s, 1, path);
-    if ((rc = run(l, s)) < 0)
+    if ((rc = drop_reservation(l, path)) < 0)
         return rc;
     hu_reservation r = {path, user, size, until, until, HU_RETENTION_DEFAULT};
     return reserve_in_tx(l, &r, now, default_quota, "reserve at upload", &retry_at);
@@ -439,22 +541,19 @@ int hu_ledger_claim(hu_ledger *l, const char *path, const char *user, uint64_t s
 }
 
 int hu_ledger_release(hu_ledger *l, const char *path) {
-    sqlite3_stmt *s = stmt(l, S_DELETE_RES);
-    bind_text(s, 1, path);
-    return run(l, s);
-}
-
-int hu_ledger_commit_upload(hu_ledger *l, const hu_stored_file *f) {
-    if (f->size > INT64_MAX)
-        return -EINVAL;
     int rc = begin(l);
     if (rc < 0)
         return rc;
-    sqlite3_stmt *s = stmt(l, S_DELETE_RES);
-    bind_text(s, 1, f->path);
-    if ((rc = run(l, s)) < 0)
-        goto out;
-    s = stmt(l, S_INSERT_FILE);
+    rc = drop_reservation(l, path);
+    return rc < 0 ? (rollback(l), rc) : commit(l);
+}
+
+/* Inside a transaction: one completion. The file row first: a path already recorded fails
+ * alone (-EEXIST) and changes nothing. */
+static int record_in_tx(hu_ledger *l, const hu_stored_file *f) {
+    if (f->size > INT64_MAX)
+        return -EINVAL;
+    sqlite3_stmt *s = stmt(l, S_INSERT_FILE);
     bind_text(s, 1, f->path);
     bind_text(s, 2, f->user);
     sqlite3_bind_int64(s, 3, (int64_t)f->size);
@@ -464,21 +563,46 @@ int hu_ledger_commit_upload(hu_ledger *l, const hu_stored_file *f) {
     sqlite3_bind_int64(s, 7, f->expires);
     bind_text(s, 8, f->source_ip);
     bind_text(s, 9, f->scheme);
-    if ((rc = run(l, s)) < 0) {
-        if (sqlite3_extended_errcode(l->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
-            rc = -EEXIST;
-        goto out;
-    }
+    int rc = run(l, s);
+    if (rc < 0)
+        return sqlite3_extended_errcode(l->db) == SQLITE_CONSTRAINT_PRIMARYKEY ? -EEXIST : rc;
     char detail[96];
     snprintf(detail, sizeof detail, "scheme=%s%s sha256=%.16s", f->scheme ? f->scheme : "?",
              f->user ? "" : " (legacy token, no user)", f->sha256_hex ? f->sha256_hex : "-");
-    if ((rc = audit(l, f->created, "upload", f->user, f->path, f->size, detail)) < 0 ||
-        (rc = commit(l)) < 0)
-        goto out;
-    return 0;
-out:
+    if ((rc = drop_reservation(l, f->path)) < 0 ||
+        (rc = add_usage(l, f->user, (int64_t)f->size, 0)) < 0)
+        return rc;
+    return audit(l, f->created, "upload", f->user, f->path, f->size, detail);
+}
+
+int hu_ledger_commit_uploads(hu_ledger *l, const hu_stored_file *files, size_t n, int *results) {
+    int rc = begin(l);
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            results[i] = rc;
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        results[i] = record_in_tx(l, &files[i]);
+        /* a completion's own refusal (a path recorded twice, bad size) leaves the others;
+         * anything else (disk full, I/O) fails the whole batch */
+        if (results[i] < 0 && results[i] != -EEXIST && results[i] != -EINVAL) {
+            rc = results[i];
+            break;
+        }
+    }
+    if (rc == 0 && (rc = commit(l)) == 0)
+        return 0;
     rollback(l);
+    for (size_t i = 0; i < n; i++)
+        results[i] = rc;
     return rc;
+}
+
+int hu_ledger_commit_upload(hu_ledger *l, const hu_stored_file *f) {
+    int result = 0;
+    int rc = hu_ledger_commit_uploads(l, f, 1, &result);
+    return rc < 0 ? rc : result;
 }
 
 int hu_ledger_set_quota(hu_ledger *l, const char *user, uint64_t quota) {
@@ -508,7 +632,7 @@ int hu_ledger_delete_file(hu_ledger *l, const char *path, const char *reason) {
         rc = rc == SQLITE_DONE ? -ENOENT : fail(l, rc);
         goto out;
     }
-    char user[3072] = "";
+    char user[HU_MAX_USER_LEN + 1] = "";
     const unsigned char *u = sqlite3_column_text(s, 0);
     int has_user = u != NULL;
     if (u)
@@ -517,7 +641,8 @@ int hu_ledger_delete_file(hu_ledger *l, const char *path, const char *reason) {
     while (sqlite3_step(s) == SQLITE_ROW) {
     }
     sqlite3_reset(s);
-    if ((rc = audit(l, (int64_t)time(NULL), "delete", has_user ? user : NULL, path, size, reason)) < 0 ||
+    if ((has_user && (rc = add_usage(l, user, -(int64_t)size, 0)) < 0) ||
+        (rc = audit(l, (int64_t)time(NULL), "delete", has_user ? user : NULL, path, size, reason)) < 0 ||
         (rc = commit(l)) < 0)
         goto out;
     return 0;
@@ -604,8 +729,22 @@ int hu_ledger_audit_recent(hu_ledger *l, const char *user, unsigned limit, hu_le
 }
 
 int hu_ledger_purge_reservations(hu_ledger *l, int64_t now) {
-    sqlite3_stmt *s = stmt(l, S_PURGE_ALL);
+    int rc = begin(l);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *s = stmt(l, S_SETTLE_DEAD);
     sqlite3_bind_int64(s, 1, now);
-    int rc = run(l, s);
-    return rc < 0 ? rc : sqlite3_changes(l->db);
+    if ((rc = run(l, s)) < 0)
+        goto out;
+    s = stmt(l, S_PURGE_ALL);
+    sqlite3_bind_int64(s, 1, now);
+    if ((rc = run(l, s)) < 0)
+        goto out;
+    int n = sqlite3_changes(l->db);
+    if ((rc = commit(l)) < 0)
+        goto out;
+    return n;
+out:
+    rollback(l);
+    return rc;
 }

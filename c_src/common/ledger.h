@@ -9,6 +9,7 @@
 #ifndef HU_LEDGER_H
 #define HU_LEDGER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "retention.h"
@@ -32,8 +33,8 @@ typedef struct {
     hu_retention retention;
 } hu_reservation;
 
-/* Slot grant, in one IMMEDIATE transaction: drops the user's dead reservations, then
- * requires used + held + size <= quota (a per-user override replaces default_quota;
+/* Slot grant, in one IMMEDIATE transaction: settles the user's holds that lapsed since the
+ * last grant, then requires used + held + size <= quota (a per-user override replaces default_quota;
  * quota 0 = unlimited) and inserts the reservation and an audit row. On -EDQUOT, *retry_at
  * is the earliest time a held reservation lapses (0 when none will free anything), and a
  * "refused" audit row is written. */
@@ -53,9 +54,15 @@ typedef struct {
 } hu_stored_file;
 
 /* Upload completion, in one transaction: deletes the reservation for f->path (if any), inserts
- * the stored-file row, writes an "upload" audit row. Called after the file is durable, before
- * the 201. */
+ * the stored-file row, moves its bytes from the user's held sum to the stored one, writes an
+ * "upload" audit row. Called after the file is durable, before the 201. -EEXIST when the path
+ * is recorded already. */
 int hu_ledger_commit_upload(hu_ledger *l, const hu_stored_file *f);
+
+/* Group commit: n completions in one transaction (one WAL commit for all). results[i] gets each
+ * one's outcome: 0, or -EEXIST/-EINVAL for that completion alone; any other failure fails them
+ * all (every result is that error, nothing is recorded) and is also returned. */
+int hu_ledger_commit_uploads(hu_ledger *l, const hu_stored_file *files, size_t n, int *results);
 
 /* Bytes stored and held in reservations at now by user, and the quota that applies. */
 int hu_ledger_usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
@@ -108,7 +115,8 @@ typedef int (*hu_ledger_audit_cb)(void *ctx, const hu_audit_entry *e);
 int hu_ledger_audit_recent(hu_ledger *l, const char *user, unsigned limit, hu_ledger_audit_cb cb,
                            void *ctx);
 
-/* Deletes reservations whose token expired; returns how many, or -EIO. */
+/* Deletes reservations whose token expired (the maintenance timer's job: a grant never scans
+ * them); returns how many, or a negative errno. */
 int hu_ledger_purge_reservations(hu_ledger *l, int64_t now);
 
 #endif

@@ -75,6 +75,22 @@ static int expire_files(hu_settings *set, int64_t now) {
     return (int)pl.n;
 }
 
+/* Reservations whose token expired: no upload can start on them any more. Dropped here, on
+ * the timer, so a grant never has to scan them (its cost stays flat however many slots a user
+ * was ever given). */
+static int purge_reservations(hu_settings *set, int64_t now) {
+    hu_server_ledger *sl = &set->ledger;
+    if (sl->ledger == NULL)
+        return 0;
+    uv_mutex_lock(&sl->lock);
+    int n = hu_ledger_purge_reservations(sl->ledger, now);
+    if (n < 0)
+        hu_log(HU_LOG_ERROR, "ledger: dropping expired reservations: %s",
+               hu_ledger_errmsg(sl->ledger));
+    uv_mutex_unlock(&sl->lock);
+    return n;
+}
+
 /* Rows whose file is gone (deleted by hand, or a crash between unlink and row deletion). */
 static int drop_rows_without_files(hu_settings *set) {
     hu_server_ledger *sl = &set->ledger;
@@ -165,7 +181,9 @@ void hu_maintenance_run(hu_server *srv, int at_startup) {
         if (stale > 0)
             hu_log(HU_LOG_INFO, "removed %d metadata record(s) without a file",
                     stale);
-        reconcile(set);
+        reconcile(set); /* which purges the expired reservations too */
+    } else {
+        purge_reservations(set, now);
     }
     int expired = expire_files(set, now);
     if (expired > 0)
