@@ -326,7 +326,7 @@ static int link_published(const hu_storage *s, const char *key, int fd, int name
 }
 
 int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named,
-                       const hu_file_meta *m) {
+                       const hu_file_meta *m, int sync_dir) {
     int flags = HU_META_EXCL | (s->do_fsync ? HU_META_FSYNC : 0);
     /* The record first: on the inode (or as a sidecar) before the file has a public name. */
     int rc = hu_meta_put(fd, s->metafd, key, m, flags);
@@ -344,13 +344,31 @@ int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named,
     if (rc < 0 && sidecar)
         hu_meta_drop(s->metafd, key);
     close(fd);
-    if (rc == 0 && s->do_fsync) {
-        char shard[3] = {key[0], key[1], '\0'};
-        rc = fsync_dir_at(s->filesfd, shard);
-    }
+    if (rc == 0 && sync_dir)
+        rc = hu_storage_sync_shards(s, &key, 1);
     if (named || rc < 0)
         hu_storage_abort(s, key, -1); /* the partial name and any resumption state go */
     return rc;
+}
+
+int hu_storage_sync_shards(const hu_storage *s, const char *const *keys, size_t n) {
+    if (!s->do_fsync)
+        return 0;
+    /* 256 shards: a bitmap says which were synced already */
+    uint8_t seen[32] = {0};
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        char shard[3] = {keys[i][0], keys[i][1], '\0'};
+        if (sscanf(shard, "%2x", &v) != 1)
+            return -EINVAL;
+        if (seen[v / 8] & (1u << (v % 8)))
+            continue;
+        seen[v / 8] |= (uint8_t)(1u << (v % 8));
+        int rc = fsync_dir_at(s->filesfd, shard);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 void hu_storage_abort(const hu_storage *s, const char *key, int fd) {

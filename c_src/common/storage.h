@@ -96,9 +96,15 @@ int hu_storage_write(int fd, const char *buf, size_t len, uint64_t off);
 
 /* Makes the upload file (open as fd, fully written; named or anonymous) the published file
  * with record m (m->path is P; key must be its key). Closes fd. On failure the partial file is
- * removed and nothing is visible; -EEXIST when key was published meanwhile. */
+ * removed and nothing is visible; -EEXIST when key was published meanwhile. With sync_dir 0
+ * the new name is not yet durable: the caller syncs its shard (hu_storage_sync_shards, shared
+ * by a group of uploads) before it acknowledges the upload. */
 int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named,
-                       const hu_file_meta *m);
+                       const hu_file_meta *m, int sync_dir);
+
+/* Makes the names published under keys durable: one fsync per distinct shard directory
+ * (nothing when fsync is off). */
+int hu_storage_sync_shards(const hu_storage *s, const char *const *keys, size_t n);
 
 /* Drops an upload: closes fd (if >= 0) and unlinks the partial file and its state. */
 void hu_storage_abort(const hu_storage *s, const char *key, int fd);

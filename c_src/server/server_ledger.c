@@ -6,9 +6,23 @@
 #include <string.h>
 #include <time.h>
 
+struct hu_completion {
+    const char *key;
+    const hu_stored_file *file;
+    int rc;
+    int done;
+    hu_completion *next;
+};
+
+/* Completions per group commit at most (a bigger queue waits for the next one). */
+#define HU_GROUP_MAX 256
+
 int hu_server_ledger_open(hu_server_ledger *sl, const char *path, char *err, size_t errlen) {
     sl->ledger = NULL;
-    if (uv_mutex_init(&sl->lock) != 0) {
+    sl->queue = NULL;
+    sl->committing = 0;
+    if (uv_mutex_init(&sl->lock) != 0 || uv_mutex_init(&sl->queue_lock) != 0 ||
+        uv_cond_init(&sl->committed) != 0) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -20,6 +34,8 @@ int hu_server_ledger_open(hu_server_ledger *sl, const char *path, char *err, siz
         hu_ledger_close(sl->ledger);
         sl->ledger = NULL;
         uv_mutex_destroy(&sl->lock);
+        uv_mutex_destroy(&sl->queue_lock);
+        uv_cond_destroy(&sl->committed);
     }
     return rc;
 }
@@ -28,18 +44,77 @@ void hu_server_ledger_close(hu_server_ledger *sl) {
     hu_ledger_close(sl->ledger);
     sl->ledger = NULL;
     uv_mutex_destroy(&sl->lock);
+    uv_mutex_destroy(&sl->queue_lock);
+    uv_cond_destroy(&sl->committed);
 }
 
-int hu_server_ledger_commit(hu_server_ledger *sl, const hu_stored_file *f) {
-    if (sl->ledger == NULL)
-        return 0;
-    uv_mutex_lock(&sl->lock);
-    int rc = hu_ledger_commit_upload(sl->ledger, f);
-    if (rc < 0)
-        hu_log(HU_LOG_ERROR, "ledger: recording %s: %s", f->path,
-                hu_ledger_errmsg(sl->ledger));
-    uv_mutex_unlock(&sl->lock);
-    return rc;
+/* One group commit, by the thread whose completion led the queue: the shard directories,
+ * then one ledger transaction; each completion gets its own result. */
+static void commit_group(hu_server_ledger *sl, const hu_storage *st, hu_completion *group,
+                         size_t n) {
+    const char *keys[HU_GROUP_MAX] = {0};
+    hu_stored_file files[HU_GROUP_MAX];
+    int results[HU_GROUP_MAX];
+    size_t i = 0;
+    for (hu_completion *c = group; c != NULL; c = c->next, i++) {
+        keys[i] = c->key;
+        files[i] = *c->file;
+        results[i] = 0;
+    }
+    int rc = hu_storage_sync_shards(st, keys, n);
+    if (rc == 0 && sl->ledger != NULL) {
+        uv_mutex_lock(&sl->lock);
+        rc = hu_ledger_commit_uploads(sl->ledger, files, n, results);
+        if (rc < 0)
+            hu_log(HU_LOG_ERROR, "ledger: recording %zu upload(s): %s", n,
+                   hu_ledger_errmsg(sl->ledger));
+        uv_mutex_unlock(&sl->lock);
+    }
+    i = 0;
+    for (hu_completion *c = group; c != NULL; c = c->next, i++) {
+        c->rc = rc < 0 ? rc : results[i];
+        if (rc == 0 && results[i] < 0)
+            hu_log(HU_LOG_ERROR, "ledger: recording %s: %s", c->file->path,
+                   strerror(-results[i]));
+    }
+}
+
+int hu_server_ledger_complete(hu_server_ledger *sl, const hu_storage *st, const char *key,
+                              const hu_stored_file *f) {
+    hu_completion me = {key, f, 0, 0, NULL};
+    uv_mutex_lock(&sl->queue_lock);
+    hu_completion **tail = &sl->queue;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = &me;
+    while (!me.done) {
+        if (sl->committing) {
+            uv_cond_wait(&sl->committed, &sl->queue_lock);
+            continue;
+        }
+        /* lead: take the queue (up to HU_GROUP_MAX) and commit it while others queue up */
+        sl->committing = 1;
+        hu_completion *group = sl->queue, *last = group;
+        size_t n = 1;
+        while (last->next != NULL && n < HU_GROUP_MAX) {
+            last = last->next;
+            n++;
+        }
+        sl->queue = last->next;
+        last->next = NULL;
+        uv_mutex_unlock(&sl->queue_lock);
+        commit_group(sl, st, group, n);
+        uv_mutex_lock(&sl->queue_lock);
+        for (hu_completion *c = group; c != NULL;) {
+            hu_completion *next = c->next;
+            c->done = 1; /* c may be gone (its thread returned) once done is seen */
+            c = next;
+        }
+        sl->committing = 0;
+        uv_cond_broadcast(&sl->committed);
+    }
+    uv_mutex_unlock(&sl->queue_lock);
+    return me.rc;
 }
 
 int hu_server_ledger_claim(hu_server_ledger *sl, const char *path, const char *user,

@@ -7,18 +7,32 @@
 #include <uv.h>
 
 #include "ledger.h"
+#include "storage.h"
+
+typedef struct hu_completion hu_completion;
 
 typedef struct {
     hu_ledger *ledger; /* NULL when disabled */
-    uv_mutex_t lock;
+    uv_mutex_t lock;   /* the ledger handle's */
+    /* group commit (hu_server_ledger_complete): completions waiting for the next commit */
+    uv_mutex_t queue_lock;
+    uv_cond_t committed;
+    hu_completion *queue;
+    int committing;
 } hu_server_ledger;
 
 /* Opens cfg's ledger (or nothing for "none"); one error line into err. */
 int hu_server_ledger_open(hu_server_ledger *sl, const char *path, char *err, size_t errlen);
 void hu_server_ledger_close(hu_server_ledger *sl);
 
-/* The upload is durable and visible: record it (and drop its reservation). Blocking. */
-int hu_server_ledger_commit(hu_server_ledger *sl, const hu_stored_file *f);
+/* The upload's file is durable and linked under key: make its name durable and record it
+ * (dropping its reservation), then return; 0 means the upload may be acknowledged. Blocking,
+ * from a thread-pool job. Group commit: completions that arrive while a commit runs wait for
+ * the next one, which syncs their shard directories once each and records them all in one
+ * ledger transaction (the window is the length of one commit: no timer, no added latency
+ * when idle). */
+int hu_server_ledger_complete(hu_server_ledger *sl, const hu_storage *st, const char *key,
+                              const hu_stored_file *f);
 
 /* An upload starts on a slot: claims (or makes again) its reservation and learns the file's
  * retention (ledger.h); without a ledger, the default retention. Blocking. */

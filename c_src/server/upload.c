@@ -178,7 +178,8 @@ static int upload_data(hu_conn *c, const char *p, size_t n) {
     return 1;
 }
 
-/* The stored-file row, after the file is durable and before the 201. */
+/* The published name made durable and the stored-file row recorded (a group commit shared
+ * with the uploads completing at the same time), before the 201. */
 static int record_upload(hu_upload *u) {
     const hu_file_meta *m = &u->meta;
     hu_stored_file f = {
@@ -194,7 +195,7 @@ static int record_upload(hu_upload *u) {
     };
     hu_server_ledger *sl = &u->conn->set->ledger;
     uint64_t t0 = uv_hrtime();
-    int rc = hu_server_ledger_commit(sl, &f);
+    int rc = hu_server_ledger_complete(sl, storage_of(u), u->key, &f);
     if (sl->ledger != NULL)
         hu_metrics_ledger_commit(u->conn->srv->metrics, uv_hrtime() - t0);
     return rc;
@@ -227,14 +228,15 @@ static void publish_job(uv_work_t *w) {
         hu_storage_abort(storage_of(u), u->key, u->fd);
     } else {
         uint64_t t0 = uv_hrtime();
-        u->err = hu_storage_publish(storage_of(u), u->key, u->fd, u->named, m);
+        u->err = hu_storage_publish(storage_of(u), u->key, u->fd, u->named, m, 0);
         if (storage_of(u)->do_fsync)
             hu_metrics_fsync(u->conn->srv->metrics, uv_hrtime() - t0);
         u->published = u->err == 0;
     }
     u->fd = -1;
     if (u->published && (u->err = record_upload(u)) < 0) {
-        /* Not in the ledger means not acknowledged: take the file back, the client retries. */
+        /* Not durable or not in the ledger means not acknowledged: take the file back, the
+         * client retries. */
         hu_storage_unpublish(storage_of(u), u->key);
         u->published = 0;
     }

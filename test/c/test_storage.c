@@ -87,7 +87,7 @@ static int publish(hu_storage *s, const char *path, const char *body, const char
     if (rc == 0)
         rc = hu_storage_write(fd, body, strlen(body), 0);
     hu_file_meta m = meta_for(path, type);
-    return rc == 0 ? hu_storage_publish(s, key, fd, named, &m) : rc;
+    return rc == 0 ? hu_storage_publish(s, key, fd, named, &m, 1) : rc;
 }
 
 TEST(record_round_trip_any_name)
