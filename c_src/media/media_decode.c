@@ -191,36 +191,41 @@ static int decode_png(const void *buf, size_t len, dec_job *j)
         png_destroy_read_struct(&png, &info, NULL);
         return rc;
     }
-    /* every colour type and depth becomes RGBA8, then is composited on white */
+    /* every colour type and depth becomes RGB8, or RGBA8 composited on white when the image
+     * has transparency (an alpha channel or a tRNS chunk) */
+    int alpha = (png_get_color_type(png, info) & PNG_COLOR_MASK_ALPHA) ||
+                png_get_valid(png, info, PNG_INFO_tRNS);
+    size_t px = alpha ? 4 : 3;
     png_set_expand(png);
     png_set_strip_16(png);
     png_set_gray_to_rgb(png);
-    png_set_add_alpha(png, 0xff, PNG_FILLER_AFTER);
     int passes = png_set_interlace_handling(png);
     png_read_update_info(png, info);
-    if (png_get_rowbytes(png, info) != (size_t)w * 4)
+    if (png_get_rowbytes(png, info) != (size_t)w * px)
         png_error(png, "unexpected row size");
     if ((rc = hu_row_scaler_init(&j->b->sc, w, h, j->o->target_side)) < 0) {
         png_destroy_read_struct(&png, &info, NULL);
         return rc;
     }
     if (passes == 1) { /* row by row: only one input row in memory */
-        if ((j->b->row = malloc((size_t)w * 4)) == NULL)
+        if ((j->b->row = malloc((size_t)w * px)) == NULL)
             png_error(png, "out of memory");
         for (uint32_t y = 0; y < h; y++) {
             png_read_row(png, j->b->row, NULL);
-            hu_rgba_on_white(j->b->row, j->b->row, w);
+            if (alpha)
+                hu_rgba_on_white(j->b->row, j->b->row, w);
             hu_row_scaler_push(&j->b->sc, j->b->row);
         }
     } else { /* Adam7 fills rows over seven passes: the whole image, bounded by max_pixels */
         png_bytep *rows = j->b->rows = malloc(sizeof(png_bytep) * h);
-        if (rows == NULL || (j->b->full = malloc((size_t)w * h * 4)) == NULL)
+        if (rows == NULL || (j->b->full = malloc((size_t)w * h * px)) == NULL)
             png_error(png, "out of memory");
         for (uint32_t y = 0; y < h; y++)
-            rows[y] = j->b->full + (size_t)y * w * 4;
+            rows[y] = j->b->full + (size_t)y * w * px;
         png_read_image(png, rows);
         for (uint32_t y = 0; y < h; y++) {
-            hu_rgba_on_white(rows[y], rows[y], w);
+            if (alpha)
+                hu_rgba_on_white(rows[y], rows[y], w);
             hu_row_scaler_push(&j->b->sc, rows[y]);
         }
     }
@@ -265,7 +270,8 @@ static int decode_webp(const void *buf, size_t len, dec_job *j)
         cfg.options.scaled_width += cfg.options.scaled_width == 0;
         cfg.options.scaled_height += cfg.options.scaled_height == 0;
     }
-    cfg.output.colorspace = MODE_RGBA;
+    int alpha = cfg.input.has_alpha;
+    cfg.output.colorspace = alpha ? MODE_RGBA : MODE_RGB;
     if (WebPDecode(data, size, &cfg) != VP8_STATUS_OK) {
         rc = -EINVAL;
     } else {
@@ -275,8 +281,10 @@ static int decode_webp(const void *buf, size_t len, dec_job *j)
             (j->b->row = malloc((size_t)ow * 4)) == NULL)
             rc = -ENOMEM;
         for (uint32_t y = 0; rc == 0 && y < oh; y++) {
-            hu_rgba_on_white(o->rgba + (size_t)y * (size_t)o->stride, j->b->row, ow);
-            hu_row_scaler_push(&j->b->sc, j->b->row);
+            const uint8_t *row = o->rgba + (size_t)y * (size_t)o->stride;
+            if (alpha)
+                hu_rgba_on_white(row, j->b->row, ow);
+            hu_row_scaler_push(&j->b->sc, alpha ? j->b->row : row);
         }
     }
     WebPFreeDecBuffer(&cfg.output);

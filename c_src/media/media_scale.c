@@ -59,11 +59,17 @@ void hu_row_scaler_push(hu_row_scaler *s, const unsigned char *rgb)
         s->rows_in++;
         return;
     }
-    for (uint32_t x = 0; x < s->in_w; x++) {
-        uint64_t *a = s->acc + (size_t)(x / s->f) * 3;
-        a[0] += rgb[x * 3];
-        a[1] += rgb[x * 3 + 1];
-        a[2] += rgb[x * 3 + 2];
+    /* one block of f input pixels per output pixel: f * 255 fits in 32 bits for any f */
+    for (uint32_t ox = 0, x = 0; ox < s->out.w; ox++) {
+        uint32_t end = x + s->f < s->in_w ? x + s->f : s->in_w, r = 0, g = 0, b = 0;
+        for (const unsigned char *p = rgb + (size_t)x * 3; x < end; x++, p += 3) {
+            r += p[0];
+            g += p[1];
+            b += p[2];
+        }
+        s->acc[ox * 3] += r;
+        s->acc[ox * 3 + 1] += g;
+        s->acc[ox * 3 + 2] += b;
     }
     s->rows_in++;
     s->rows_acc++;
