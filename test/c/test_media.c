@@ -24,22 +24,20 @@
 static hu_media_ctx *ctx;
 static char fixtures[PATH_MAX + 32];
 
-/* test/fixtures/media, from this binary's place: build/<variant>/test/test_media. */
+/* test/fixtures/media, from this binary's place (build/<variant>/test/test_media), else from
+ * the current directory (test/run runs tests from the checkout). */
 static int find_fixtures(void)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        return -1;
-    exe[n] = '\0';
-    for (int up = 0; up < 4; up++) {
-        char *slash = strrchr(exe, '/');
-        if (slash == NULL)
-            return -1;
+    int up = 0;
+    exe[n > 0 ? n : 0] = '\0';
+    for (char *slash; up < 4 && (slash = strrchr(exe, '/')) != NULL; up++)
         *slash = '\0';
-    }
     snprintf(fixtures, sizeof fixtures, "%s/test/fixtures/media", exe);
-    return 0;
+    if (up < 4 || access(fixtures, R_OK) != 0)
+        snprintf(fixtures, sizeof fixtures, "test/fixtures/media");
+    return access(fixtures, R_OK);
 }
 
 static unsigned char *slurp(const char *name, size_t *len)
