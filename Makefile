@@ -20,7 +20,7 @@ DEB_PACKAGES := make gcc clang libc6-dev libuv1-dev libssl-dev libyaml-dev libsq
                 nginx-light libnginx-mod-http-dav-ext wrk systemd systemd-container groff-base strace \
                 prometheus prosody prosody-modules gajim xvfb xdotool imagemagick python3-pil \
                 fonts-dejavu-core dbus chromium libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev \
-                libmagic-dev
+                libmagic-dev libpq-dev postgresql
 # Base tools a new machine of this kind has and fresh-check itself needs; everything else in
 # DEB_PACKAGES is purged by fresh-check (nodejs is the image's own Node, not Debian's; systemd
 # and groff-base, which man-db needs, are never purged).

@@ -1,10 +1,19 @@
-/* The ledger: quota usage, open reservations, stored files and the audit log, in one SQLite
- * database (WAL mode) shared by the NIF (slot grants) and the upload server (completions,
- * downloads, expiry). Whoever opens it first creates or migrates the schema (user_version).
+/* The ledger: quota usage, open reservations, stored files and the audit log, shared by the
+ * NIF (slot grants) and the upload server (completions, downloads, expiry). Two backends
+ * behind this one interface: an SQLite database file (WAL mode; ledger_sqlite.c) or a
+ * PostgreSQL database named by a libpq URL, postgresql://user:password@host:port/dbname?...
+ * (ledger_pg.c; every libpq parameter works). Whoever opens it first creates or migrates the
+ * schema; a schema newer than this code is refused (-EPROTO).
  * Every function returns 0 or a negative errno; -EDQUOT for "over quota", -ENOENT for
- * "no such row", -EIO for any SQLite failure (the message goes to hu_ledger_errmsg),
- * -EAGAIN when the database stayed locked past the busy timeout, -ENOSPC when the disk (or
- * a file-system quota) is full.
+ * "no such row", -EIO for any database failure (the message goes to hu_ledger_errmsg),
+ * -EAGAIN when the database stayed locked or busy past its timeout (SQLite's busy timeout,
+ * PostgreSQL's statement_timeout or lock_timeout, a serialization retry limit), -ENOSPC when
+ * the disk (or a file-system quota) is full, -ENOTCONN when the PostgreSQL server cannot be
+ * reached (the call failed fast, or the connection broke; nothing of it was applied, except
+ * that a connection lost during COMMIT leaves its outcome unknown). -EAGAIN and -ENOTCONN
+ * are "try again soon": an upload answers 503 with Retry-After, a slot request a wait error.
+ * A PostgreSQL handle reconnects by itself: at most one attempt a second, calls in between
+ * fail fast with -ENOTCONN.
  * A hu_ledger is used by one thread at a time; each process or thread opens its own. */
 #ifndef HU_LEDGER_H
 #define HU_LEDGER_H
@@ -16,9 +25,23 @@
 
 typedef struct hu_ledger hu_ledger;
 
+/* path: an SQLite file, or a postgresql:// (postgres://) URL. On failure *out may still be
+ * set, for hu_ledger_errmsg; close it. */
 int hu_ledger_open(const char *path, hu_ledger **out);
 void hu_ledger_close(hu_ledger *l);
 const char *hu_ledger_errmsg(const hu_ledger *l);
+/* 1 when path names a PostgreSQL ledger. */
+int hu_ledger_is_postgres(const char *path);
+/* path fit for a log line: a URL's password is replaced by ***. */
+void hu_ledger_redact(const char *path, char *out, size_t cap);
+
+/* The start-up reconciliation of ledger and storage is done by one server at a time, when
+ * several share the ledger: 1 when this handle now holds the sweep lock (or held it
+ * already), 0 when another holder has it (skip the sweep), or a negative errno. SQLite: a
+ * flock() on <path>.sweep; PostgreSQL: a session advisory lock (a lost connection drops it).
+ * unlock releases it (no-op when not held). */
+int hu_ledger_try_sweep_lock(hu_ledger *l);
+void hu_ledger_sweep_unlock(hu_ledger *l);
 
 /* A slot's reservation. Its bytes count against the quota until held_until (a short
  * reservation_time: a slot nobody uses soon stops holding quota); the row itself, with the
@@ -33,11 +56,12 @@ typedef struct {
     hu_retention retention;
 } hu_reservation;
 
-/* Slot grant, in one IMMEDIATE transaction: settles the user's holds that lapsed since the
- * last grant, then requires used + held + size <= quota (a per-user override replaces default_quota;
- * quota 0 = unlimited) and inserts the reservation and an audit row. On -EDQUOT, *retry_at
- * is the earliest time a held reservation lapses (0 when none will free anything), and a
- * "refused" audit row is written. */
+/* Slot grant, in one transaction (SQLite: IMMEDIATE; PostgreSQL: the user's usage row locked
+ * first): settles the user's holds that lapsed since the last grant, then requires
+ * used + held + size <= quota (a per-user override replaces default_quota; quota 0 =
+ * unlimited) and inserts the reservation and an audit row. On -EDQUOT, *retry_at is the
+ * earliest time a held reservation lapses (0 when none will free anything), and a "refused"
+ * audit row is written. */
 int hu_ledger_reserve(hu_ledger *l, const hu_reservation *r, int64_t now, uint64_t default_quota,
                       int64_t *retry_at);
 
@@ -59,9 +83,10 @@ typedef struct {
  * is recorded already. */
 int hu_ledger_commit_upload(hu_ledger *l, const hu_stored_file *f);
 
-/* Group commit: n completions in one transaction (one WAL commit for all). results[i] gets each
- * one's outcome: 0, or -EEXIST/-EINVAL for that completion alone; any other failure fails them
- * all (every result is that error, nothing is recorded) and is also returned. */
+/* Group commit: n completions in one transaction (one WAL commit, one PostgreSQL COMMIT).
+ * results[i] gets each one's outcome: 0, or -EEXIST/-EINVAL for that completion alone; any
+ * other failure fails them all (every result is that error, nothing is recorded) and is also
+ * returned. */
 int hu_ledger_commit_uploads(hu_ledger *l, const hu_stored_file *files, size_t n, int *results);
 
 /* Bytes stored and held in reservations at now by user, and the quota that applies. */
@@ -88,8 +113,8 @@ int hu_ledger_retry_at(hu_ledger *l, const char *user, int64_t now, int64_t *at)
  * *retention is the one the grant chose. A reservation whose hold lapsed is held again only
  * if the quota still allows; one that is missing (or made for another user or size) is made
  * again as a grant would, with the default retention. -EDQUOT when the bytes no longer fit
- * (the upload is refused; a "refused" audit row says why). One IMMEDIATE transaction:
- * race-free with grants and other uploads. */
+ * (the upload is refused; a "refused" audit row says why). One transaction, locked as a
+ * grant's: race-free with grants and other uploads. */
 int hu_ledger_claim(hu_ledger *l, const char *path, const char *user, uint64_t size,
                     int64_t until, int64_t now, uint64_t default_quota, hu_retention *retention);
 

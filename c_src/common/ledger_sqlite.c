@@ -2,7 +2,7 @@
  * completions are single IMMEDIATE transactions, so two processes (module and server) and
  * any number of concurrent slot requests serialize on SQLite's write lock and can never
  * over-commit a quota. The audit table is append-only: nothing here updates or deletes it. */
-#include "ledger.h"
+#include "ledger_backend.h"
 #include "token.h"
 
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,15 +145,17 @@ static const char *const sql[S_COUNT] = {
                    " counted = 1 WHERE path = ?1",
 };
 
-struct hu_ledger {
+typedef struct {
+    hu_ledger base;
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
-    char errmsg[256];
-};
+    char *sweep_path; /* <path>.sweep: flock()ed by the one start-up reconciliation */
+    int sweep_fd;
+} sq_ledger;
 
 /* An SQLite failure as a negative errno: a full disk must reach the client as 507, not 500. */
-static int fail(hu_ledger *l, int rc) {
-    snprintf(l->errmsg, sizeof l->errmsg, "%s", sqlite3_errmsg(l->db));
+static int fail(sq_ledger *l, int rc) {
+    snprintf(l->base.errmsg, sizeof l->base.errmsg, "%s", sqlite3_errmsg(l->db));
     rc &= 0xff;
     if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
         return -EAGAIN;
@@ -161,10 +164,8 @@ static int fail(hu_ledger *l, int rc) {
     return rc == SQLITE_FULL || sys == ENOSPC || sys == EDQUOT ? -ENOSPC : -EIO;
 }
 
-const char *hu_ledger_errmsg(const hu_ledger *l) { return l ? l->errmsg : "out of memory"; }
-
 /* A prepared statement, reset and ready for binding. */
-static sqlite3_stmt *stmt(hu_ledger *l, int which) {
+static sqlite3_stmt *stmt(sq_ledger *l, int which) {
     sqlite3_stmt *s = l->st[which];
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -179,7 +180,7 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v) {
 }
 
 /* Runs a statement that returns no rows (or whose rows we ignore). */
-static int run(hu_ledger *l, sqlite3_stmt *s) {
+static int run(sq_ledger *l, sqlite3_stmt *s) {
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     }
@@ -188,7 +189,7 @@ static int run(hu_ledger *l, sqlite3_stmt *s) {
 }
 
 /* A single int64 from a one-row query. */
-static int scalar(hu_ledger *l, sqlite3_stmt *s, int64_t *out, int *found) {
+static int scalar(sq_ledger *l, sqlite3_stmt *s, int64_t *out, int *found) {
     int rc = sqlite3_step(s);
     if (found)
         *found = rc == SQLITE_ROW;
@@ -198,14 +199,14 @@ static int scalar(hu_ledger *l, sqlite3_stmt *s, int64_t *out, int *found) {
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(l, rc);
 }
 
-static int begin(hu_ledger *l) { return run(l, stmt(l, S_BEGIN)); }
-static int commit(hu_ledger *l) { return run(l, stmt(l, S_COMMIT)); }
-static void rollback(hu_ledger *l) {
+static int begin(sq_ledger *l) { return run(l, stmt(l, S_BEGIN)); }
+static int commit(sq_ledger *l) { return run(l, stmt(l, S_COMMIT)); }
+static void rollback(sq_ledger *l) {
     if (!sqlite3_get_autocommit(l->db))
         run(l, stmt(l, S_ROLLBACK));
 }
 
-static int migrate(hu_ledger *l) {
+static int migrate(sq_ledger *l) {
     char *msg = NULL;
     /* IMMEDIATE: two processes opening a new ledger at once do not both create it. */
     int rc = sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
@@ -217,7 +218,7 @@ static int migrate(hu_ledger *l) {
         version = sqlite3_column_int64(v, 0);
     sqlite3_finalize(v);
     if (rc == SQLITE_OK && version > SCHEMA_VERSION) {
-        snprintf(l->errmsg, sizeof l->errmsg, "ledger schema version %lld is newer than %d",
+        snprintf(l->base.errmsg, sizeof l->base.errmsg, "ledger schema version %lld is newer than %d",
                  (long long)version, SCHEMA_VERSION);
         sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
         return -EPROTO;
@@ -238,7 +239,7 @@ static int migrate(hu_ledger *l) {
     if (rc != SQLITE_OK) {
         int err = fail(l, rc);
         if (msg != NULL)
-            snprintf(l->errmsg, sizeof l->errmsg, "%s", msg);
+            snprintf(l->base.errmsg, sizeof l->base.errmsg, "%s", msg);
         sqlite3_free(msg);
         sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
         return err;
@@ -246,11 +247,20 @@ static int migrate(hu_ledger *l) {
     return 0;
 }
 
-int hu_ledger_open(const char *path, hu_ledger **out) {
+static const hu_ledger_ops sqlite_ops;
+
+int hu__ledger_sqlite_open(const char *path, hu_ledger **out) {
     *out = NULL;
-    hu_ledger *l = calloc(1, sizeof *l);
+    sq_ledger *l = calloc(1, sizeof *l);
     if (l == NULL)
         return -ENOMEM;
+    l->base.ops = &sqlite_ops;
+    l->sweep_fd = -1;
+    if (asprintf(&l->sweep_path, "%s.sweep", path) < 0) {
+        l->sweep_path = NULL;
+        *out = &l->base;
+        return -ENOMEM;
+    }
     /* It holds every capability URL, user and IP: owner only. SQLite gives the -wal and -shm
      * files the mode of the database file, so creating that one is enough. */
     int pre = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -269,24 +279,22 @@ int hu_ledger_open(const char *path, hu_ledger **out) {
         if (sqlite3_prepare_v3(l->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &l->st[i], NULL) !=
             SQLITE_OK)
             err = fail(l, SQLITE_ERROR);
-    if (err < 0) {
-        *out = l; /* so the caller can read errmsg; it must still close it */
-        return err;
-    }
-    *out = l;
-    return 0;
+    *out = &l->base; /* also on failure, so the caller can read errmsg */
+    return err;
 }
 
-void hu_ledger_close(hu_ledger *l) {
-    if (l == NULL)
-        return;
+static void sq_close(hu_ledger *hl) {
+    sq_ledger *l = (sq_ledger *)hl;
+    if (l->sweep_fd >= 0)
+        close(l->sweep_fd);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(l->st[i]);
     sqlite3_close(l->db);
+    free(l->sweep_path);
     free(l);
 }
 
-static int audit(hu_ledger *l, int64_t now, const char *event, const char *user,
+static int audit(sq_ledger *l, int64_t now, const char *event, const char *user,
                  const char *path, uint64_t size, const char *detail) {
     sqlite3_stmt *s = stmt(l, S_AUDIT);
     sqlite3_bind_int64(s, 1, now);
@@ -298,13 +306,14 @@ static int audit(hu_ledger *l, int64_t now, const char *event, const char *user,
     return run(l, s);
 }
 
-int hu_ledger_audit(hu_ledger *l, int64_t now, const char *event, const char *user,
+static int sq_audit(hu_ledger *hl, int64_t now, const char *event, const char *user,
                     const char *path, uint64_t size, const char *detail) {
+    sq_ledger *l = (sq_ledger *)hl;
     return audit(l, now, event, user, path, size, detail);
 }
 
 /* Adds (or with negative deltas, takes) bytes to user's running sums. */
-static int add_usage(hu_ledger *l, const char *user, int64_t stored, int64_t held) {
+static int add_usage(sq_ledger *l, const char *user, int64_t stored, int64_t held) {
     if (user == NULL || (stored == 0 && held == 0))
         return 0;
     sqlite3_stmt *s = stmt(l, S_ADD_USAGE);
@@ -315,7 +324,7 @@ static int add_usage(hu_ledger *l, const char *user, int64_t stored, int64_t hel
 }
 
 /* The quota that applies to user: its override, or the default. */
-static int quota_of(hu_ledger *l, const char *user, uint64_t default_quota, uint64_t *quota) {
+static int quota_of(sq_ledger *l, const char *user, uint64_t default_quota, uint64_t *quota) {
     int64_t q = 0;
     int found = 0;
     sqlite3_stmt *s = stmt(l, S_QUOTA_OF);
@@ -327,7 +336,7 @@ static int quota_of(hu_ledger *l, const char *user, uint64_t default_quota, uint
 
 /* used, reserved (held at now) and quota for user; inside or outside a transaction. Reads the
  * running sums: the only rows visited are holds that lapsed since the user's last grant. */
-static int usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
+static int usage(sq_ledger *l, const char *user, int64_t now, uint64_t default_quota,
                  uint64_t *used, uint64_t *reserved, uint64_t *quota) {
     int64_t stored = 0, held = 0, lapsed = 0;
     sqlite3_stmt *s = stmt(l, S_USAGE_OF);
@@ -350,12 +359,13 @@ static int usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_q
     return quota_of(l, user, default_quota, quota);
 }
 
-int hu_ledger_usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
+static int sq_usage(hu_ledger *hl, const char *user, int64_t now, uint64_t default_quota,
                     uint64_t *used, uint64_t *reserved, uint64_t *quota) {
+    sq_ledger *l = (sq_ledger *)hl;
     return usage(l, user, now, default_quota, used, reserved, quota);
 }
 
-int hu_ledger_retry_at(hu_ledger *l, const char *user, int64_t now, int64_t *at) {
+static int retry_at_of(sq_ledger *l, const char *user, int64_t now, int64_t *at) {
     sqlite3_stmt *s = stmt(l, S_RETRY_AT);
     bind_text(s, 1, user);
     sqlite3_bind_int64(s, 2, now);
@@ -365,7 +375,7 @@ int hu_ledger_retry_at(hu_ledger *l, const char *user, int64_t now, int64_t *at)
 
 /* Ends a grant's or a claim's transaction: committed when it succeeded or was refused over
  * quota (the refusal's audit row stays), rolled back on any other error. */
-static int finish(hu_ledger *l, int rc) {
+static int finish(sq_ledger *l, int rc) {
     if (rc == 0 || rc == -EDQUOT) {
         int crc = commit(l);
         if (crc == 0)
@@ -377,7 +387,7 @@ static int finish(hu_ledger *l, int rc) {
 }
 
 /* Inside a transaction: holds of user that lapsed by now stop counting (once each). */
-static int settle_lapsed(hu_ledger *l, const char *user, int64_t now) {
+static int settle_lapsed(sq_ledger *l, const char *user, int64_t now) {
     int rc;
     for (int which = S_SETTLE; which <= S_UNCOUNT; which++) {
         sqlite3_stmt *s = stmt(l, which);
@@ -391,7 +401,7 @@ static int settle_lapsed(hu_ledger *l, const char *user, int64_t now) {
 
 /* Inside a transaction: requires used + held + size <= quota. Over it: a "refused" audit row,
  * *retry_at, -EDQUOT (the transaction is left open for the caller to commit). */
-static int fits_in_tx(hu_ledger *l, const char *path, const char *user, uint64_t size,
+static int fits_in_tx(sq_ledger *l, const char *path, const char *user, uint64_t size,
                       int64_t now, uint64_t default_quota, int64_t *retry_at) {
     uint64_t used = 0, reserved = 0, quota = default_quota;
     int rc;
@@ -408,7 +418,7 @@ static int fits_in_tx(hu_ledger *l, const char *path, const char *user, uint64_t
         char detail[96];
         snprintf(detail, sizeof detail, "over quota: used %llu reserved %llu quota %llu",
                  (unsigned long long)used, (unsigned long long)reserved, (unsigned long long)quota);
-        if ((rc = hu_ledger_retry_at(l, user, now, retry_at)) < 0 ||
+        if ((rc = retry_at_of(l, user, now, retry_at)) < 0 ||
             (rc = audit(l, now, "refused", user, path, size, detail)) < 0)
             return rc;
         return -EDQUOT;
@@ -418,7 +428,7 @@ static int fits_in_tx(hu_ledger *l, const char *path, const char *user, uint64_t
 
 /* Inside a transaction: the quota check, then the reservation (counted while held) and an
  * audit row (event). */
-static int reserve_in_tx(hu_ledger *l, const hu_reservation *r, int64_t now,
+static int reserve_in_tx(sq_ledger *l, const hu_reservation *r, int64_t now,
                          uint64_t default_quota, const char *event, int64_t *retry_at) {
     int rc = fits_in_tx(l, r->path, r->user, r->size, now, default_quota, retry_at);
     if (rc < 0)
@@ -440,11 +450,9 @@ static int reserve_in_tx(hu_ledger *l, const hu_reservation *r, int64_t now,
     return audit(l, now, event, r->user, r->path, r->size, NULL);
 }
 
-int hu_ledger_reserve(hu_ledger *l, const hu_reservation *r, int64_t now, uint64_t default_quota,
+static int sq_reserve(hu_ledger *hl, const hu_reservation *r, int64_t now, uint64_t default_quota,
                       int64_t *retry_at) {
-    if (r->size > INT64_MAX || r->path == NULL || r->user == NULL)
-        return -EINVAL;
-    *retry_at = 0;
+    sq_ledger *l = (sq_ledger *)hl;
     int rc = begin(l);
     if (rc < 0)
         return rc;
@@ -453,7 +461,7 @@ int hu_ledger_reserve(hu_ledger *l, const hu_reservation *r, int64_t now, uint64
 
 /* Inside a transaction: the reservation of (path, user, size) whose token is unexpired.
  * 1 found (its hold, whether it is counted, its retention), 0 not, or an error. */
-static int find_reservation(hu_ledger *l, const char *path, const char *user, uint64_t size,
+static int find_reservation(sq_ledger *l, const char *path, const char *user, uint64_t size,
                             int64_t now, int64_t *held_until, int *counted,
                             hu_retention *retention) {
     sqlite3_stmt *s = stmt(l, S_FIND_RES);
@@ -474,7 +482,7 @@ static int find_reservation(hu_ledger *l, const char *path, const char *user, ui
 
 /* Inside a transaction: drops the reservation of path, and its bytes from its user's held sum
  * if they were counted. */
-static int drop_reservation(hu_ledger *l, const char *path) {
+static int drop_reservation(sq_ledger *l, const char *path) {
     sqlite3_stmt *s = stmt(l, S_DELETE_RES);
     bind_text(s, 1, path);
     int rc = sqlite3_step(s);
@@ -494,7 +502,7 @@ static int drop_reservation(hu_ledger *l, const char *path) {
     return counted ? add_usage(l, user, 0, -size) : 0;
 }
 
-static int claim_in_tx(hu_ledger *l, const char *path, const char *user, uint64_t size,
+static int claim_in_tx(sq_ledger *l, const char *path, const char *user, uint64_t size,
                        int64_t until, int64_t now, uint64_t default_quota,
                        hu_retention *retention) {
     int64_t held_until = 0, retry_at;
@@ -529,18 +537,17 @@ static int claim_in_tx(hu_ledger *l, const char *path, const char *user, uint64_
     return reserve_in_tx(l, &r, now, default_quota, "reserve at upload", &retry_at);
 }
 
-int hu_ledger_claim(hu_ledger *l, const char *path, const char *user, uint64_t size,
+static int sq_claim(hu_ledger *hl, const char *path, const char *user, uint64_t size,
                     int64_t until, int64_t now, uint64_t default_quota, hu_retention *retention) {
-    if (size > INT64_MAX || path == NULL || user == NULL)
-        return -EINVAL;
-    *retention = HU_RETENTION_DEFAULT;
+    sq_ledger *l = (sq_ledger *)hl;
     int rc = begin(l);
     if (rc < 0)
         return rc;
     return finish(l, claim_in_tx(l, path, user, size, until, now, default_quota, retention));
 }
 
-int hu_ledger_release(hu_ledger *l, const char *path) {
+static int sq_release(hu_ledger *hl, const char *path) {
+    sq_ledger *l = (sq_ledger *)hl;
     int rc = begin(l);
     if (rc < 0)
         return rc;
@@ -550,7 +557,7 @@ int hu_ledger_release(hu_ledger *l, const char *path) {
 
 /* Inside a transaction: one completion. The file row first: a path already recorded fails
  * alone (-EEXIST) and changes nothing. */
-static int record_in_tx(hu_ledger *l, const hu_stored_file *f) {
+static int record_in_tx(sq_ledger *l, const hu_stored_file *f) {
     if (f->size > INT64_MAX)
         return -EINVAL;
     sqlite3_stmt *s = stmt(l, S_INSERT_FILE);
@@ -575,7 +582,8 @@ static int record_in_tx(hu_ledger *l, const hu_stored_file *f) {
     return audit(l, f->created, "upload", f->user, f->path, f->size, detail);
 }
 
-int hu_ledger_commit_uploads(hu_ledger *l, const hu_stored_file *files, size_t n, int *results) {
+static int sq_commit_uploads(hu_ledger *hl, const hu_stored_file *files, size_t n, int *results) {
+    sq_ledger *l = (sq_ledger *)hl;
     int rc = begin(l);
     if (rc < 0) {
         for (size_t i = 0; i < n; i++)
@@ -599,28 +607,23 @@ int hu_ledger_commit_uploads(hu_ledger *l, const hu_stored_file *files, size_t n
     return rc;
 }
 
-int hu_ledger_commit_upload(hu_ledger *l, const hu_stored_file *f) {
-    int result = 0;
-    int rc = hu_ledger_commit_uploads(l, f, 1, &result);
-    return rc < 0 ? rc : result;
-}
-
-int hu_ledger_set_quota(hu_ledger *l, const char *user, uint64_t quota) {
-    if (quota > INT64_MAX)
-        return -EINVAL;
+static int sq_set_quota(hu_ledger *hl, const char *user, uint64_t quota) {
+    sq_ledger *l = (sq_ledger *)hl;
     sqlite3_stmt *s = stmt(l, S_SET_QUOTA);
     bind_text(s, 1, user);
     sqlite3_bind_int64(s, 2, (int64_t)quota);
     return run(l, s);
 }
 
-int hu_ledger_clear_quota(hu_ledger *l, const char *user) {
+static int sq_clear_quota(hu_ledger *hl, const char *user) {
+    sq_ledger *l = (sq_ledger *)hl;
     sqlite3_stmt *s = stmt(l, S_CLEAR_QUOTA);
     bind_text(s, 1, user);
     return run(l, s);
 }
 
-int hu_ledger_delete_file(hu_ledger *l, const char *path, const char *reason) {
+static int sq_delete_file(hu_ledger *hl, const char *path, const char *reason) {
+    sq_ledger *l = (sq_ledger *)hl;
     int rc = begin(l);
     if (rc < 0)
         return rc;
@@ -655,7 +658,7 @@ static const char *col_text(sqlite3_stmt *s, int i) {
     return (const char *)sqlite3_column_text(s, i);
 }
 
-static int each_file(hu_ledger *l, sqlite3_stmt *s, hu_ledger_file_cb cb, void *ctx, int *n) {
+static int each_file(sq_ledger *l, sqlite3_stmt *s, hu_ledger_file_cb cb, void *ctx, int *n) {
     int rc;
     *n = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -680,7 +683,8 @@ static int each_file(hu_ledger *l, sqlite3_stmt *s, hu_ledger_file_cb cb, void *
     return rc == SQLITE_DONE ? 0 : fail(l, rc);
 }
 
-int hu_ledger_list_files(hu_ledger *l, const char *user, hu_ledger_file_cb cb, void *ctx) {
+static int sq_list_files(hu_ledger *hl, const char *user, hu_ledger_file_cb cb, void *ctx) {
+    sq_ledger *l = (sq_ledger *)hl;
     sqlite3_stmt *s = stmt(l, user ? S_LIST_USER : S_LIST_ALL);
     if (user)
         bind_text(s, 1, user);
@@ -688,22 +692,25 @@ int hu_ledger_list_files(hu_ledger *l, const char *user, hu_ledger_file_cb cb, v
     return each_file(l, s, cb, ctx, &n);
 }
 
-int hu_ledger_expired_files(hu_ledger *l, int64_t now, hu_ledger_file_cb cb, void *ctx) {
+static int sq_expired_files(hu_ledger *hl, int64_t now, hu_ledger_file_cb cb, void *ctx) {
+    sq_ledger *l = (sq_ledger *)hl;
     sqlite3_stmt *s = stmt(l, S_EXPIRED);
     sqlite3_bind_int64(s, 1, now);
     int n;
     return each_file(l, s, cb, ctx, &n);
 }
 
-int hu_ledger_get_file(hu_ledger *l, const char *path, hu_ledger_file_cb cb, void *ctx) {
+static int sq_get_file(hu_ledger *hl, const char *path, hu_ledger_file_cb cb, void *ctx) {
+    sq_ledger *l = (sq_ledger *)hl;
     sqlite3_stmt *s = stmt(l, S_GET_FILE);
     bind_text(s, 1, path);
     int n, rc = each_file(l, s, cb, ctx, &n);
     return rc < 0 ? rc : n == 0 ? -ENOENT : 0;
 }
 
-int hu_ledger_audit_recent(hu_ledger *l, const char *user, unsigned limit, hu_ledger_audit_cb cb,
+static int sq_audit_recent(hu_ledger *hl, const char *user, unsigned limit, hu_ledger_audit_cb cb,
                            void *ctx) {
+    sq_ledger *l = (sq_ledger *)hl;
     sqlite3_stmt *s = stmt(l, user ? S_AUDIT_USER : S_AUDIT_ALL);
     if (user)
         bind_text(s, 1, user);
@@ -728,7 +735,8 @@ int hu_ledger_audit_recent(hu_ledger *l, const char *user, unsigned limit, hu_le
     return rc == SQLITE_DONE ? 0 : fail(l, rc);
 }
 
-int hu_ledger_purge_reservations(hu_ledger *l, int64_t now) {
+static int sq_purge_reservations(hu_ledger *hl, int64_t now) {
+    sq_ledger *l = (sq_ledger *)hl;
     int rc = begin(l);
     if (rc < 0)
         return rc;
@@ -748,3 +756,57 @@ out:
     rollback(l);
     return rc;
 }
+
+static int sq_retry_at(hu_ledger *hl, const char *user, int64_t now, int64_t *at) {
+    return retry_at_of((sq_ledger *)hl, user, now, at);
+}
+
+/* Servers sharing one directory (and so this file) take turns: a lock file beside the
+ * database, flock()ed (released by the kernel if the holder dies). SQLite's own locks are
+ * fcntl() locks on the database file, which an open and close of it here would drop. */
+static int sq_try_sweep_lock(hu_ledger *hl) {
+    sq_ledger *l = (sq_ledger *)hl;
+    if (l->sweep_fd >= 0)
+        return 1;
+    int fd = open(l->sweep_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        int err = errno;
+        snprintf(l->base.errmsg, sizeof l->base.errmsg, "%s: %s", l->sweep_path, strerror(err));
+        return -err;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int err = errno;
+        close(fd);
+        return err == EWOULDBLOCK ? 0 : -err;
+    }
+    l->sweep_fd = fd;
+    return 1;
+}
+
+static void sq_sweep_unlock(hu_ledger *hl) {
+    sq_ledger *l = (sq_ledger *)hl;
+    if (l->sweep_fd >= 0)
+        close(l->sweep_fd); /* drops the flock */
+    l->sweep_fd = -1;
+}
+
+static const hu_ledger_ops sqlite_ops = {
+    .close = sq_close,
+    .reserve = sq_reserve,
+    .commit_uploads = sq_commit_uploads,
+    .usage = sq_usage,
+    .set_quota = sq_set_quota,
+    .clear_quota = sq_clear_quota,
+    .delete_file = sq_delete_file,
+    .audit = sq_audit,
+    .retry_at = sq_retry_at,
+    .claim = sq_claim,
+    .release = sq_release,
+    .list_files = sq_list_files,
+    .expired_files = sq_expired_files,
+    .get_file = sq_get_file,
+    .audit_recent = sq_audit_recent,
+    .purge_reservations = sq_purge_reservations,
+    .try_sweep_lock = sq_try_sweep_lock,
+    .sweep_unlock = sq_sweep_unlock,
+};

@@ -1,25 +1,82 @@
 /* The ledger: schema, quota arithmetic, reservations, completions, audit, and 50 processes
- * racing for one user's last bytes. */
+ * racing for one user's last bytes. Against SQLite (a file in a temporary directory per
+ * test), or with HU_TEST_LEDGER_URL set (postgresql://...) against PostgreSQL: each test in
+ * a fresh schema of that database, named in the ledger's URL (options=-csearch_path=...). */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "check.h"
 #include "ledger.h"
 #include "retention.h"
 
-static char dir[64], db[128];
+static const char *pg_url; /* HU_TEST_LEDGER_URL: PostgreSQL; NULL: SQLite */
+static char dir[64], schema[64], db[1024];
+static PGconn *raw_pg; /* the test's own connection into the current schema */
+
+static void quiet_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+/* Runs SQL on the test's own connection (made on first use): 0 or -1 (the error printed). */
+static int pg_sql(const char *sql)
+{
+    if (raw_pg == NULL) {
+        raw_pg = PQconnectdb(db);
+        if (PQstatus(raw_pg) != CONNECTION_OK) {
+            fprintf(stderr, "%s", PQerrorMessage(raw_pg));
+            PQfinish(raw_pg);
+            raw_pg = NULL;
+            return -1;
+        }
+        PQsetNoticeProcessor(raw_pg, quiet_notice, NULL);
+    }
+    PGresult *r = PQexec(raw_pg, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok) fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+/* A new, empty ledger location in db: a temporary directory, or a new schema. */
+static int new_location(void)
+{
+    static int serial;
+    if (pg_url == NULL) {
+        snprintf(dir, sizeof dir, "/tmp/hu-ledger-XXXXXX");
+        if (!mkdtemp(dir)) return -1;
+        snprintf(db, sizeof db, "%s/ledger.sqlite3", dir);
+        return 0;
+    }
+    snprintf(schema, sizeof schema, "hu_test_%d_%d", (int)getpid(), serial++);
+    snprintf(db, sizeof db, "%s", pg_url);
+    char sql[128];
+    snprintf(sql, sizeof sql, "CREATE SCHEMA %s", schema);
+    if (pg_sql(sql) < 0) return -1;
+    /* the same database, the tables in the new schema; the session named for it */
+    snprintf(db, sizeof db, "%s%coptions=-csearch_path%%3D%s&application_name=%s", pg_url,
+             strchr(pg_url, '?') ? '&' : '?', schema, schema);
+    PQfinish(raw_pg);
+    raw_pg = NULL;
+    return 0;
+}
 
 static hu_ledger *fresh(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/hu-ledger-XXXXXX");
-    if (!mkdtemp(dir)) return NULL;
-    snprintf(db, sizeof db, "%s/ledger.sqlite3", dir);
+    if (new_location() < 0) return NULL;
     hu_ledger *l = NULL;
-    if (hu_ledger_open(db, &l) < 0) return NULL;
+    if (hu_ledger_open(db, &l) < 0) {
+        fprintf(stderr, "open %s: %s\n", db, hu_ledger_errmsg(l));
+        hu_ledger_close(l);
+        return NULL;
+    }
     return l;
 }
 
@@ -27,6 +84,13 @@ static void cleanup(hu_ledger *l)
 {
     char cmd[200];
     hu_ledger_close(l);
+    if (pg_url != NULL) {
+        snprintf(cmd, sizeof cmd, "DROP SCHEMA %s CASCADE", schema);
+        if (pg_sql(cmd) < 0) fprintf(stderr, "cleanup failed\n");
+        PQfinish(raw_pg);
+        raw_pg = NULL;
+        return;
+    }
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
 }
@@ -331,9 +395,27 @@ TEST(schema_v1_ledger_migrates)
  * truth the running sums (usage) must always agree with. */
 static void recount(const char *user, int64_t now, int64_t *stored, int64_t *held)
 {
+    *stored = *held = -1;
+    if (pg_url != NULL) {
+        char nowtxt[24], sql[300];
+        snprintf(nowtxt, sizeof nowtxt, "%lld", (long long)now);
+        snprintf(sql, sizeof sql, "SELECT (SELECT COALESCE(SUM(size), 0) FROM files WHERE \"user\" = $1),"
+                 " (SELECT COALESCE(SUM(size), 0) FROM reservations WHERE \"user\" = $1"
+                 " AND held_until > $2)");
+        if (raw_pg == NULL && pg_sql("SELECT 1") < 0) return;
+        const char *params[] = {user, nowtxt};
+        PGresult *r = PQexecParams(raw_pg, sql, 2, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+            *stored = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            *held = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        } else {
+            fprintf(stderr, "recount: %s", PQresultErrorMessage(r));
+        }
+        PQclear(r);
+        return;
+    }
     sqlite3 *raw;
     sqlite3_stmt *s;
-    *stored = *held = -1;
     if (sqlite3_open(db, &raw) != SQLITE_OK) return;
     sqlite3_busy_timeout(raw, 5000);
     sqlite3_prepare_v2(raw, "SELECT (SELECT COALESCE(SUM(size), 0) FROM files WHERE user = ?1),"
@@ -423,6 +505,141 @@ TEST(running_sums_agree_with_a_recount)
     cleanup(l);
 }
 
+/* A ledger written by a newer version is refused, not misread. */
+TEST(newer_schema_is_refused)
+{
+    hu_ledger *l = fresh();
+    CHECK(l != NULL);
+    hu_ledger_close(l);
+    if (pg_url != NULL) {
+        CHECK_INT(pg_sql("UPDATE schema_version SET version = 4"), 0);
+    } else {
+        sqlite3 *raw;
+        CHECK_INT(sqlite3_open(db, &raw), SQLITE_OK);
+        CHECK_INT(sqlite3_exec(raw, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(raw);
+    }
+    l = NULL;
+    CHECK_INT(hu_ledger_open(db, &l), -EPROTO);
+    CHECK(strstr(hu_ledger_errmsg(l), "newer") != NULL);
+    cleanup(l);
+}
+
+/* Ten processes open a ledger nobody created yet, at once: it is created once, and every one
+ * of them can use it. */
+TEST(first_open_from_ten_processes_at_once)
+{
+    CHECK_INT(new_location(), 0);
+    enum { N = 10 };
+    pid_t pids[N];
+    int pipefd[2];
+    CHECK_INT(pipe(pipefd), 0);
+    for (int i = 0; i < N; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            char go;
+            close(pipefd[1]);
+            if (read(pipefd[0], &go, 1) < 0) _exit(3);
+            hu_ledger *mine = NULL;
+            int rc = hu_ledger_open(db, &mine);
+            if (rc < 0) fprintf(stderr, "open: %s\n", hu_ledger_errmsg(mine));
+            char path[32];
+            snprintf(path, sizeof path, "first%d/f", i);
+            int64_t retry;
+            if (rc == 0) rc = reserve(mine, path, "kim@x", 10, 9000, 1000, 1000, &retry);
+            hu_ledger_close(mine);
+            _exit(rc == 0 ? 0 : 1);
+        }
+    }
+    close(pipefd[0]);
+    close(pipefd[1]);
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        int st;
+        waitpid(pids[i], &st, 0);
+        failed += !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+    }
+    CHECK_INT(failed, 0);
+    hu_ledger *l = NULL;
+    CHECK_INT(hu_ledger_open(db, &l), 0);
+    uint64_t u, r, q;
+    CHECK_INT(hu_ledger_usage(l, "kim@x", 1000, 1000, &u, &r, &q), 0);
+    CHECK_INT(r, 100);
+    cleanup(l);
+}
+
+/* Servers sharing a ledger take turns at the start-up reconciliation. */
+TEST(one_sweep_at_a_time)
+{
+    hu_ledger *l = fresh(), *other = NULL;
+    CHECK(l != NULL);
+    CHECK_INT(hu_ledger_open(db, &other), 0);
+    CHECK_INT(hu_ledger_try_sweep_lock(l), 1);
+    CHECK_INT(hu_ledger_try_sweep_lock(l), 1); /* held already */
+    CHECK_INT(hu_ledger_try_sweep_lock(other), 0);
+    hu_ledger_sweep_unlock(l);
+    CHECK_INT(hu_ledger_try_sweep_lock(other), 1);
+    hu_ledger_close(other); /* a holder that goes away releases it */
+    CHECK_INT(hu_ledger_try_sweep_lock(l), 1);
+    hu_ledger_sweep_unlock(l);
+    hu_ledger_sweep_unlock(l); /* not held: nothing */
+    cleanup(l);
+}
+
+TEST(passwords_stay_out_of_log_lines)
+{
+    char out[256];
+    hu_ledger_redact("postgresql://hu:s3cret@db.example:5432/upload?sslmode=require", out,
+                     sizeof out);
+    CHECK_STR(out, "postgresql://hu:***@db.example:5432/upload?sslmode=require");
+    hu_ledger_redact("postgres://hu@db/upload", out, sizeof out);
+    CHECK_STR(out, "postgres://hu@db/upload");
+    hu_ledger_redact("/var/lib/hu/state/ledger.sqlite3", out, sizeof out);
+    CHECK_STR(out, "/var/lib/hu/state/ledger.sqlite3");
+    CHECK_INT(hu_ledger_is_postgres("postgresql://x/y"), 1);
+    CHECK_INT(hu_ledger_is_postgres("postgres://x/y"), 1);
+    CHECK_INT(hu_ledger_is_postgres("./postgresql:/x"), 0);
+}
+
+/* PostgreSQL: the server ends our session (a restart, a failover, an idle timeout): the
+ * next call runs on a new connection, as if nothing had happened. */
+TEST(pg_lost_connection_is_replaced)
+{
+    hu_ledger *l = fresh();
+    CHECK(l != NULL);
+    int64_t retry;
+    CHECK_INT(reserve(l, "p1/a", "lee@x", 100, 9000, 1000, 1000, &retry), 0);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+             " WHERE application_name = '%s' AND pid <> pg_backend_pid()", schema);
+    CHECK_INT(pg_sql(sql), 0);
+    usleep(100 * 1000);
+    CHECK_INT(reserve(l, "p2/b", "lee@x", 100, 9000, 1000, 1000, &retry), 0);
+    uint64_t u, r, q;
+    CHECK_INT(hu_ledger_usage(l, "lee@x", 1000, 1000, &u, &r, &q), 0);
+    CHECK_INT(r, 200);
+    /* and the trigger keeps the audit log append-only for everybody */
+    CHECK_INT(pg_sql("UPDATE audit SET event = 'x'"), -1);
+    CHECK_INT(pg_sql("DELETE FROM audit"), -1);
+    cleanup(l);
+}
+
+/* PostgreSQL: nobody listening is -ENOTCONN, at once, with libpq's reason. */
+TEST(pg_unreachable_is_enotconn)
+{
+    hu_ledger *l = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_INT(hu_ledger_open("postgresql://hu@127.0.0.1:1/none", &l), -ENOTCONN);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(strstr(hu_ledger_errmsg(l), "onnection") != NULL);
+    CHECK(t1.tv_sec - t0.tv_sec < 3);
+    hu_ledger_close(l);
+    l = NULL;
+    CHECK_INT(hu_ledger_open("postgresql://[::1", &l), -EINVAL);
+    hu_ledger_close(l);
+}
+
 TEST(retention_gives_the_file_its_expiry)
 {
     hu_retention r = HU_RETENTION_DEFAULT;
@@ -443,13 +660,24 @@ TEST(retention_gives_the_file_its_expiry)
 }
 
 TEST_MAIN({
+    pg_url = getenv("HU_TEST_LEDGER_URL");
+    if (pg_url != NULL && pg_url[0] == '\0') pg_url = NULL;
     RUN(schema_created_and_reopened);
     RUN(quota_reservations_and_completion);
     RUN(files_listing_deletion_expiry_and_audit);
     RUN(fifty_processes_never_over_commit);
     RUN(claim_at_upload_start);
     RUN(hold_lapses_but_the_slot_and_its_retention_stay);
-    RUN(schema_v1_ledger_migrates);
+    if (pg_url == NULL) RUN(schema_v1_ledger_migrates); /* raw SQLite v1 */
     RUN(running_sums_agree_with_a_recount);
+    RUN(newer_schema_is_refused);
+    RUN(first_open_from_ten_processes_at_once);
+    RUN(one_sweep_at_a_time);
+    RUN(passwords_stay_out_of_log_lines);
+    if (pg_url != NULL) {
+        RUN(pg_lost_connection_is_replaced);
+        RUN(pg_unreachable_is_enotconn);
+    }
     RUN(retention_gives_the_file_its_expiry);
+    PQfinish(raw_pg);
 })

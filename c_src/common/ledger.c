@@ -1,0 +1,123 @@
+/* The ledger's front: picks the backend from the path (a postgresql:// or postgres:// URL is
+ * PostgreSQL, anything else an SQLite file), checks what every backend would refuse alike,
+ * and hands each call to the backend (ledger_backend.h). */
+#include "ledger_backend.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+int hu_ledger_is_postgres(const char *path) {
+    return path != NULL &&
+           (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
+}
+
+int hu_ledger_open(const char *path, hu_ledger **out) {
+    *out = NULL;
+    if (path == NULL)
+        return -EINVAL;
+    return hu_ledger_is_postgres(path) ? hu__ledger_pg_open(path, out)
+                                       : hu__ledger_sqlite_open(path, out);
+}
+
+void hu_ledger_redact(const char *path, char *out, size_t cap) {
+    const char *scheme_end = hu_ledger_is_postgres(path) ? strstr(path, "://") : NULL;
+    const char *at = scheme_end ? strpbrk(scheme_end + 3, "@/?") : NULL;
+    const char *colon = at && *at == '@' ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3))
+                                         : NULL;
+    if (colon == NULL) {
+        snprintf(out, cap, "%s", path ? path : "");
+        return;
+    }
+    /* postgresql://user:secret@host/db -> postgresql://user:***@host/db */
+    snprintf(out, cap, "%.*s:***%s", (int)(colon - path), path, at);
+}
+
+void hu_ledger_close(hu_ledger *l) {
+    if (l != NULL)
+        l->ops->close(l);
+}
+
+const char *hu_ledger_errmsg(const hu_ledger *l) { return l ? l->errmsg : "out of memory"; }
+
+int hu_ledger_reserve(hu_ledger *l, const hu_reservation *r, int64_t now, uint64_t default_quota,
+                      int64_t *retry_at) {
+    *retry_at = 0;
+    if (r->size > INT64_MAX || r->path == NULL || r->user == NULL)
+        return -EINVAL;
+    return l->ops->reserve(l, r, now, default_quota, retry_at);
+}
+
+int hu_ledger_commit_uploads(hu_ledger *l, const hu_stored_file *files, size_t n, int *results) {
+    if (n == 0)
+        return 0;
+    return l->ops->commit_uploads(l, files, n, results);
+}
+
+int hu_ledger_commit_upload(hu_ledger *l, const hu_stored_file *f) {
+    int result = 0;
+    int rc = hu_ledger_commit_uploads(l, f, 1, &result);
+    return rc < 0 ? rc : result;
+}
+
+int hu_ledger_usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
+                    uint64_t *used, uint64_t *reserved, uint64_t *quota) {
+    return l->ops->usage(l, user, now, default_quota, used, reserved, quota);
+}
+
+int hu_ledger_set_quota(hu_ledger *l, const char *user, uint64_t quota) {
+    if (quota > INT64_MAX)
+        return -EINVAL;
+    return l->ops->set_quota(l, user, quota);
+}
+
+int hu_ledger_clear_quota(hu_ledger *l, const char *user) { return l->ops->clear_quota(l, user); }
+
+int hu_ledger_delete_file(hu_ledger *l, const char *path, const char *reason) {
+    return l->ops->delete_file(l, path, reason);
+}
+
+int hu_ledger_audit(hu_ledger *l, int64_t now, const char *event, const char *user,
+                    const char *path, uint64_t size, const char *detail) {
+    return l->ops->audit(l, now, event, user, path, size, detail);
+}
+
+int hu_ledger_retry_at(hu_ledger *l, const char *user, int64_t now, int64_t *at) {
+    *at = 0;
+    return l->ops->retry_at(l, user, now, at);
+}
+
+int hu_ledger_claim(hu_ledger *l, const char *path, const char *user, uint64_t size,
+                    int64_t until, int64_t now, uint64_t default_quota, hu_retention *retention) {
+    *retention = HU_RETENTION_DEFAULT;
+    if (size > INT64_MAX || path == NULL || user == NULL)
+        return -EINVAL;
+    return l->ops->claim(l, path, user, size, until, now, default_quota, retention);
+}
+
+int hu_ledger_release(hu_ledger *l, const char *path) { return l->ops->release(l, path); }
+
+int hu_ledger_list_files(hu_ledger *l, const char *user, hu_ledger_file_cb cb, void *ctx) {
+    return l->ops->list_files(l, user, cb, ctx);
+}
+
+int hu_ledger_expired_files(hu_ledger *l, int64_t now, hu_ledger_file_cb cb, void *ctx) {
+    return l->ops->expired_files(l, now, cb, ctx);
+}
+
+int hu_ledger_get_file(hu_ledger *l, const char *path, hu_ledger_file_cb cb, void *ctx) {
+    return l->ops->get_file(l, path, cb, ctx);
+}
+
+int hu_ledger_audit_recent(hu_ledger *l, const char *user, unsigned limit, hu_ledger_audit_cb cb,
+                           void *ctx) {
+    return l->ops->audit_recent(l, user, limit, cb, ctx);
+}
+
+int hu_ledger_purge_reservations(hu_ledger *l, int64_t now) {
+    return l->ops->purge_reservations(l, now);
+}
+
+int hu_ledger_try_sweep_lock(hu_ledger *l) { return l->ops->try_sweep_lock(l); }
+
+void hu_ledger_sweep_unlock(hu_ledger *l) { l->ops->sweep_unlock(l); }

@@ -1,0 +1,45 @@
+/* Inside the ledger: what a backend (ledger_sqlite.c, ledger_pg.c) provides to the front
+ * (ledger.c). Callers see ledger.h only. A backend's handle starts with struct hu_ledger; the
+ * front checks the arguments every backend would refuse alike, then calls the backend's op. */
+#ifndef HU_LEDGER_BACKEND_H
+#define HU_LEDGER_BACKEND_H
+
+#include "ledger.h"
+
+typedef struct hu_ledger_ops {
+    void (*close)(hu_ledger *l);
+    int (*reserve)(hu_ledger *l, const hu_reservation *r, int64_t now, uint64_t default_quota,
+                   int64_t *retry_at);
+    int (*commit_uploads)(hu_ledger *l, const hu_stored_file *files, size_t n, int *results);
+    int (*usage)(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
+                 uint64_t *used, uint64_t *reserved, uint64_t *quota);
+    int (*set_quota)(hu_ledger *l, const char *user, uint64_t quota);
+    int (*clear_quota)(hu_ledger *l, const char *user);
+    int (*delete_file)(hu_ledger *l, const char *path, const char *reason);
+    int (*audit)(hu_ledger *l, int64_t now, const char *event, const char *user,
+                 const char *path, uint64_t size, const char *detail);
+    int (*retry_at)(hu_ledger *l, const char *user, int64_t now, int64_t *at);
+    int (*claim)(hu_ledger *l, const char *path, const char *user, uint64_t size, int64_t until,
+                 int64_t now, uint64_t default_quota, hu_retention *retention);
+    int (*release)(hu_ledger *l, const char *path);
+    int (*list_files)(hu_ledger *l, const char *user, hu_ledger_file_cb cb, void *ctx);
+    int (*expired_files)(hu_ledger *l, int64_t now, hu_ledger_file_cb cb, void *ctx);
+    int (*get_file)(hu_ledger *l, const char *path, hu_ledger_file_cb cb, void *ctx);
+    int (*audit_recent)(hu_ledger *l, const char *user, unsigned limit, hu_ledger_audit_cb cb,
+                        void *ctx);
+    int (*purge_reservations)(hu_ledger *l, int64_t now);
+    int (*try_sweep_lock)(hu_ledger *l);
+    void (*sweep_unlock)(hu_ledger *l);
+} hu_ledger_ops;
+
+struct hu_ledger {
+    const hu_ledger_ops *ops;
+    char errmsg[256];
+};
+
+/* Each sets *out (also on failure, so the caller can read errmsg; it must still close it) and
+ * returns 0 or a negative errno. */
+int hu__ledger_sqlite_open(const char *path, hu_ledger **out);
+int hu__ledger_pg_open(const char *conninfo, hu_ledger **out);
+
+#endif

@@ -1,0 +1,965 @@
+/* The ledger in PostgreSQL (libpq), the same tables and rules as ledger_sqlite.c.
+ * Race-free grants: a grant or a claim locks its user's usage row first (READ COMMITTED,
+ * SELECT ... FOR UPDATE), so the grants of one user queue on that row on every node and
+ * server, and those of different users run in parallel. The running sums never drift: each
+ * change of a sum is computed from the rows a statement actually changed (UPDATE / DELETE
+ * ... RETURNING in the same statement), never from an earlier read. Every write is one
+ * transaction; a deadlock or serialization failure retries it whole.
+ * The connection: connect_timeout, TCP keepalives and tcp_user_timeout default to short
+ * values unless the URL sets them; statement_timeout and lock_timeout likewise unless the
+ * server or the URL's options set them. A broken connection is reset at most once a second;
+ * calls in between fail fast with -ENOTCONN. A transaction whose connection broke before its
+ * COMMIT is retried once on a fresh connection (nothing of it was applied).
+ * The audit table is append-only: nothing here updates or deletes it, and a trigger refuses
+ * anyone else who tries. */
+#include "ledger_backend.h"
+#include "token.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION 3
+#define RECONNECT_MS 1000 /* at most one reconnection attempt a second */
+#define MAX_RETRIES 30    /* deadlocks or serialization failures before -EAGAIN */
+#define RETRY -EDEADLK    /* inside this file only: run the transaction again */
+
+/* The whole schema at version 3 (the PostgreSQL backend began there). A later version adds
+ * its step after it, as ledger_sqlite.c does. */
+static const char schema_v3[] =
+    "CREATE TABLE files(path TEXT PRIMARY KEY, \"user\" TEXT, size BIGINT NOT NULL,"
+    " content_type TEXT, sha256 TEXT, created BIGINT NOT NULL, expires BIGINT NOT NULL DEFAULT 0,"
+    " source_ip TEXT, scheme TEXT);"
+    "CREATE INDEX files_user ON files(\"user\");"
+    "CREATE INDEX files_expires ON files(expires) WHERE expires > 0;"
+    "CREATE TABLE reservations(path TEXT PRIMARY KEY, \"user\" TEXT NOT NULL,"
+    " size BIGINT NOT NULL, expires BIGINT NOT NULL, held_until BIGINT NOT NULL DEFAULT 0,"
+    " keep BIGINT NOT NULL DEFAULT -1, expire_before BIGINT NOT NULL DEFAULT 0,"
+    " counted INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX reservations_held ON reservations(\"user\", held_until) WHERE counted = 1;"
+    "CREATE INDEX reservations_dead ON reservations(expires);"
+    "CREATE TABLE quotas(\"user\" TEXT PRIMARY KEY, quota BIGINT NOT NULL);"
+    "CREATE TABLE usage(\"user\" TEXT PRIMARY KEY, stored BIGINT NOT NULL DEFAULT 0,"
+    " held BIGINT NOT NULL DEFAULT 0);"
+    "CREATE TABLE audit(id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at BIGINT NOT NULL,"
+    " event TEXT NOT NULL, \"user\" TEXT, path TEXT, size BIGINT NOT NULL DEFAULT 0, detail TEXT);"
+    "CREATE INDEX audit_user ON audit(\"user\", id);"
+    "CREATE FUNCTION hu_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$BEGIN RAISE EXCEPTION 'the audit log is append-only'; END$$;"
+    "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit"
+    " FOR EACH STATEMENT EXECUTE FUNCTION hu_audit_append_only();"
+    "CREATE TABLE schema_version(version INTEGER NOT NULL);"
+    "INSERT INTO schema_version VALUES(3);";
+
+enum {
+    P_LOCK_USER,
+    P_NEW_USER,
+    P_USAGE_OF,
+    P_SETTLE,
+    P_RETRY_AT,
+    P_INSERT_RES,
+    P_DELETE_RES,
+    P_INSERT_FILE,
+    P_ADD_USAGE,
+    P_AUDIT,
+    P_SET_QUOTA,
+    P_CLEAR_QUOTA,
+    P_DELETE_FILE,
+    P_LIST_USER,
+    P_LIST_ALL,
+    P_EXPIRED,
+    P_GET_FILE,
+    P_AUDIT_USER,
+    P_AUDIT_ALL,
+    P_PURGE,
+    P_FIND_RES,
+    P_HOLD_RES,
+    P_COUNT
+};
+
+#define FILE_COLS "path, \"user\", size, content_type, sha256, created, expires, source_ip, scheme"
+
+static const char *const sql[P_COUNT] = {
+    /* the user's sums and quota, the row locked until the transaction ends */
+    [P_LOCK_USER] = "SELECT u.stored, u.held, q.quota FROM usage u LEFT JOIN quotas q"
+                    " ON q.\"user\" = u.\"user\" WHERE u.\"user\" = $1 FOR UPDATE OF u",
+    [P_NEW_USER] = "INSERT INTO usage(\"user\") VALUES($1) ON CONFLICT DO NOTHING",
+    /* stored, held, the holds that lapsed but still count, the quota override (or NULL) */
+    [P_USAGE_OF] = "SELECT COALESCE((SELECT stored FROM usage WHERE \"user\" = $1), 0),"
+                   " COALESCE((SELECT held FROM usage WHERE \"user\" = $1), 0),"
+                   " (SELECT COALESCE(SUM(size), 0) FROM reservations WHERE \"user\" = $1"
+                   " AND counted = 1 AND held_until <= $2),"
+                   " (SELECT quota FROM quotas WHERE \"user\" = $1)",
+    /* the holds that lapsed stop counting, each once: the sum takes exactly the rows this
+     * statement uncounted */
+    [P_SETTLE] = "WITH s AS (UPDATE reservations SET counted = 0 WHERE \"user\" = $1"
+                 " AND counted = 1 AND held_until <= $2 RETURNING size)"
+                 " UPDATE usage SET held = usage.held - (SELECT COALESCE(SUM(size), 0) FROM s)"
+                 " WHERE \"user\" = $1 RETURNING stored, held",
+    [P_RETRY_AT] = "SELECT COALESCE(MIN(held_until), 0) FROM reservations WHERE \"user\" = $1"
+                   " AND counted = 1 AND held_until > $2",
+    /* the reservation, its bytes if held, its audit row: one statement; no row when the path
+     * is taken */
+    [P_INSERT_RES] = "WITH r AS (INSERT INTO reservations(path, \"user\", size, expires,"
+                     " held_until, keep, expire_before, counted)"
+                     " VALUES($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+                     " RETURNING size, counted),"
+                     " u AS (UPDATE usage SET held = usage.held + r.size FROM r"
+                     " WHERE usage.\"user\" = $2 AND r.counted = 1)"
+                     " INSERT INTO audit(at, event, \"user\", path, size)"
+                     " SELECT $9, $10, $2, $1, $3 FROM r",
+    [P_DELETE_RES] = "WITH d AS (DELETE FROM reservations WHERE path = $1"
+                     " RETURNING \"user\", size, counted)"
+                     " UPDATE usage SET held = usage.held - d.size FROM d"
+                     " WHERE usage.\"user\" = d.\"user\" AND d.counted = 1",
+    /* the file row and its audit row; none when the path is recorded already */
+    [P_INSERT_FILE] = "WITH f AS (INSERT INTO files(" FILE_COLS ")"
+                      " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
+                      " RETURNING path)"
+                      " INSERT INTO audit(at, event, \"user\", path, size, detail)"
+                      " SELECT $6, 'upload', $2, $1, $3, $10 FROM f",
+    [P_ADD_USAGE] = "INSERT INTO usage(\"user\", stored, held) VALUES($1, $2, $3)"
+                    " ON CONFLICT(\"user\") DO UPDATE SET stored = usage.stored + excluded.stored,"
+                    " held = usage.held + excluded.held",
+    [P_AUDIT] = "INSERT INTO audit(at, event, \"user\", path, size, detail)"
+                " VALUES($1, $2, $3, $4, $5, $6)",
+    [P_SET_QUOTA] = "INSERT INTO quotas(\"user\", quota) VALUES($1, $2)"
+                    " ON CONFLICT(\"user\") DO UPDATE SET quota = excluded.quota",
+    [P_CLEAR_QUOTA] = "DELETE FROM quotas WHERE \"user\" = $1",
+    /* the row, its bytes from the user's stored sum, an audit row: one statement */
+    [P_DELETE_FILE] = "WITH d AS (DELETE FROM files WHERE path = $1 RETURNING \"user\", size),"
+                      " u AS (UPDATE usage SET stored = usage.stored - d.size FROM d"
+                      " WHERE usage.\"user\" = d.\"user\")"
+                      " INSERT INTO audit(at, event, \"user\", path, size, detail)"
+                      " SELECT $2, 'delete', d.\"user\", $1, d.size, $3 FROM d",
+    [P_LIST_USER] = "SELECT " FILE_COLS " FROM files WHERE \"user\" = $1 ORDER BY created, path",
+    [P_LIST_ALL] = "SELECT " FILE_COLS " FROM files ORDER BY created, path",
+    [P_EXPIRED] = "SELECT " FILE_COLS " FROM files WHERE expires > 0 AND expires <= $1",
+    [P_GET_FILE] = "SELECT " FILE_COLS " FROM files WHERE path = $1",
+    [P_AUDIT_USER] = "SELECT id, at, event, \"user\", path, size, detail FROM audit"
+                     " WHERE \"user\" = $1 ORDER BY id DESC LIMIT $2",
+    [P_AUDIT_ALL] = "SELECT id, at, event, \"user\", path, size, detail FROM audit"
+                    " ORDER BY id DESC LIMIT $1",
+    /* reservations whose token expired, and their counted bytes from each user's held sum */
+    [P_PURGE] = "WITH d AS (DELETE FROM reservations WHERE expires <= $1"
+                " RETURNING \"user\", size, counted),"
+                " s AS (SELECT \"user\", SUM(size) AS n FROM d WHERE counted = 1 GROUP BY \"user\"),"
+                " u AS (UPDATE usage SET held = usage.held - s.n FROM s"
+                " WHERE usage.\"user\" = s.\"user\")"
+                " SELECT COUNT(*) FROM d",
+    [P_FIND_RES] = "SELECT held_until, keep, expire_before, counted FROM reservations"
+                   " WHERE path = $1 AND \"user\" = $2 AND size = $3 AND expires > $4",
+    [P_HOLD_RES] = "UPDATE reservations SET held_until = $2, expires = GREATEST(expires, $2),"
+                   " counted = 1 WHERE path = $1",
+};
+
+typedef struct {
+    hu_ledger base;
+    PGconn *conn;
+    int ready;          /* this connection's session is set up, its statements prepared */
+    int sweep_locked;   /* this session holds the sweep advisory lock */
+    uint64_t last_try;  /* when the last reconnection was attempted (ms, monotonic) */
+    unsigned seed;      /* for the retry back-off */
+} pg_ledger;
+
+/* Up to 10 parameters in text form, integers formatted in place. */
+typedef struct {
+    const char *v[10];
+    char num[10][24];
+    int n;
+} args;
+
+static void a_text(args *a, const char *s) { a->v[a->n++] = s; }
+
+static void a_int(args *a, int64_t x) {
+    snprintf(a->num[a->n], sizeof a->num[a->n], "%lld", (long long)x);
+    a->v[a->n] = a->num[a->n];
+    a->n++;
+}
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void set_msg(pg_ledger *l, const char *msg) {
+    snprintf(l->base.errmsg, sizeof l->base.errmsg, "%s", msg && *msg ? msg : "PostgreSQL error");
+    size_t n = strlen(l->base.errmsg);
+    while (n > 0 && (l->base.errmsg[n - 1] == '\n' || l->base.errmsg[n - 1] == ' '))
+        l->base.errmsg[--n] = '\0';
+}
+
+/* A failed result (or none) as a negative errno; the message goes to errmsg. */
+static int fail(pg_ledger *l, const PGresult *res) {
+    set_msg(l, res ? PQresultErrorMessage(res) : PQerrorMessage(l->conn));
+    if (PQstatus(l->conn) != CONNECTION_OK)
+        return -ENOTCONN;
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (st == NULL)
+        return -EIO;
+    if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0)
+        return RETRY; /* serialization failure, deadlock */
+    if (strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0)
+        return -ENOTCONN; /* connection exceptions, server shutting down */
+    if (strcmp(st, "53100") == 0)
+        return -ENOSPC; /* disk full */
+    if (strcmp(st, "57014") == 0 || strcmp(st, "55P03") == 0 || strncmp(st, "53", 2) == 0)
+        return -EAGAIN; /* statement or lock timeout; out of memory or connections */
+    if (strcmp(st, "23505") == 0)
+        return -EEXIST;
+    return -EIO;
+}
+
+/* Runs prepared statement `which`; *out gets its rows when asked for (PQclear it). */
+static int exec(pg_ledger *l, int which, const args *a, PGresult **out) {
+    char name[16];
+    snprintf(name, sizeof name, "hu%d", which);
+    PGresult *res = PQexecPrepared(l->conn, name, a->n, a->v, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        int rc = fail(l, res);
+        PQclear(res);
+        return rc;
+    }
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return 0;
+}
+
+/* Rows a statement wrote (INSERT / UPDATE / DELETE). */
+static int exec_count(pg_ledger *l, int which, const args *a) {
+    PGresult *res;
+    int rc = exec(l, which, a, &res);
+    if (rc < 0)
+        return rc;
+    rc = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return rc;
+}
+
+static int simple(pg_ledger *l, const char *q) {
+    PGresult *res = PQexec(l->conn, q);
+    ExecStatusType st = PQresultStatus(res);
+    int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : fail(l, res);
+    PQclear(res);
+    return rc;
+}
+
+static int64_t get_i64(const PGresult *r, int row, int col) {
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static const char *get_text(const PGresult *r, int row, int col) {
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static void quiet(void *arg, const char *message) {
+    (void)arg;
+    (void)message;
+}
+
+/* A new session: short timeouts unless the server or the URL chose its own, then every
+ * statement prepared once. */
+static int set_up(pg_ledger *l) {
+    PQsetNoticeProcessor(l->conn, quiet, NULL);
+    int rc = simple(l, "SELECT set_config('statement_timeout', '10s', false)"
+                       " WHERE current_setting('statement_timeout') = '0';"
+                       " SELECT set_config('lock_timeout', '5s', false)"
+                       " WHERE current_setting('lock_timeout') = '0'");
+    for (int i = 0; rc == 0 && i < P_COUNT; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "hu%d", i);
+        PGresult *res = PQprepare(l->conn, name, sql[i], 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = fail(l, res);
+        PQclear(res);
+    }
+    l->ready = rc == 0;
+    return rc;
+}
+
+/* A usable session: the one we have, or a reset one (at most one attempt a second; in
+ * between, -ENOTCONN at once). A reset session has lost its prepared statements and its
+ * advisory lock. */
+static int connected(pg_ledger *l) {
+    if (PQstatus(l->conn) == CONNECTION_OK)
+        return l->ready ? 0 : set_up(l);
+    l->ready = 0;
+    l->sweep_locked = 0;
+    uint64_t now = now_ms();
+    if (l->last_try != 0 && now - l->last_try < RECONNECT_MS) {
+        if (l->base.errmsg[0] == '\0')
+            set_msg(l, "PostgreSQL unreachable");
+        return -ENOTCONN;
+    }
+    l->last_try = now;
+    PQreset(l->conn);
+    if (PQstatus(l->conn) != CONNECTION_OK) {
+        set_msg(l, PQerrorMessage(l->conn));
+        return -ENOTCONN;
+    }
+    return set_up(l);
+}
+
+typedef int (*pg_body)(pg_ledger *l, void *ctx);
+
+/* One try of body, in a transaction when tx: committed when it succeeded or was refused over
+ * quota (the refusal's audit row stays), rolled back otherwise. *was_up: the session was
+ * usable when it began; *unknown: the connection broke during COMMIT. */
+static int attempt(pg_ledger *l, pg_body body, void *ctx, int tx, int *was_up, int *unknown) {
+    int rc = connected(l);
+    *was_up = rc == 0;
+    if (rc < 0 || (tx && (rc = simple(l, "BEGIN")) < 0))
+        return rc;
+    rc = body(l, ctx);
+    if (!tx)
+        return rc;
+    if (rc == 0 || rc == -EDQUOT) {
+        int crc = simple(l, "COMMIT");
+        if (crc == 0)
+            return rc;
+        *unknown = crc == -ENOTCONN;
+        rc = crc;
+    }
+    if (PQstatus(l->conn) == CONNECTION_OK && PQtransactionStatus(l->conn) != PQTRANS_IDLE) {
+        PGresult *res = PQexec(l->conn, "ROLLBACK");
+        PQclear(res);
+    }
+    return rc;
+}
+
+/* body until it is done: again after a deadlock or serialization failure (with a random
+ * back-off), and once more when the connection broke before anything was committed. */
+static int run_op(pg_ledger *l, pg_body body, void *ctx, int tx) {
+    for (int i = 0;; i++) {
+        int was_up = 0, unknown = 0;
+        int rc = attempt(l, body, ctx, tx, &was_up, &unknown);
+        if (rc == RETRY && i < MAX_RETRIES) {
+            l->seed = l->seed * 1103515245u + 12345u;
+            usleep(100 + (l->seed >> 8) % (200u * (unsigned)(i + 1)));
+            continue;
+        }
+        if (rc == -ENOTCONN && was_up && !unknown && i == 0) {
+            l->last_try = 0; /* it was up a moment ago: try a new connection at once */
+            continue;
+        }
+        if (rc == RETRY)
+            return -EAGAIN;
+        if (rc == 0 || rc == -EDQUOT)
+            l->base.errmsg[0] = '\0';
+        return rc;
+    }
+}
+
+/* ---- schema ---------------------------------------------------------------------------- */
+
+/* Under a transaction-scoped advisory lock, so two processes opening a new ledger at once
+ * do not both create it. Tables live in the session's current schema (search_path). */
+static int migrate(pg_ledger *l) {
+    int rc = simple(l, "BEGIN");
+    if (rc < 0)
+        return rc;
+    rc = simple(l, "SELECT pg_advisory_xact_lock(hashtext('hmac_upload_schema:' || current_schema()))");
+    PGresult *res = NULL;
+    if (rc == 0) {
+        res = PQexec(l->conn, "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname ="
+                              " current_schema() AND tablename = 'schema_version')");
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            rc = fail(l, res);
+    }
+    int64_t version = 0;
+    if (rc == 0 && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+        PQclear(res);
+        res = PQexec(l->conn, "SELECT MAX(version) FROM schema_version");
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            rc = fail(l, res);
+        else
+            version = get_i64(res, 0, 0);
+    }
+    PQclear(res);
+    if (rc == 0 && version > SCHEMA_VERSION) {
+        snprintf(l->base.errmsg, sizeof l->base.errmsg,
+                 "ledger schema version %lld is newer than %d", (long long)version, SCHEMA_VERSION);
+        rc = -EPROTO;
+    }
+    if (rc == 0 && version < 3)
+        rc = simple(l, schema_v3);
+    if (rc == 0)
+        rc = simple(l, "COMMIT");
+    if (rc < 0 && PQstatus(l->conn) == CONNECTION_OK) {
+        PGresult *rb = PQexec(l->conn, "ROLLBACK");
+        PQclear(rb);
+    }
+    return rc;
+}
+
+static const hu_ledger_ops pg_ops;
+
+int hu__ledger_pg_open(const char *conninfo, hu_ledger **out) {
+    *out = NULL;
+    pg_ledger *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return -ENOMEM;
+    l->base.ops = &pg_ops;
+    l->seed = (unsigned)getpid() ^ (unsigned)now_ms();
+    *out = &l->base;
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+    if (opts == NULL) {
+        set_msg(l, perr ? perr : "out of memory");
+        PQfreemem(perr);
+        return perr ? -EINVAL : -ENOMEM;
+    }
+    PQconninfoFree(opts);
+    /* defaults first: what the URL says (expanded from dbname) overrides them */
+    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                          "dbname", NULL};
+    const char *vals[] = {"5", "hmac-upload", "10", "3", "3", "10000", conninfo, NULL};
+    l->conn = PQconnectdbParams(keys, vals, 1);
+    if (l->conn == NULL)
+        return -ENOMEM;
+    l->last_try = now_ms();
+    if (PQstatus(l->conn) != CONNECTION_OK) {
+        set_msg(l, PQerrorMessage(l->conn));
+        return -ENOTCONN;
+    }
+    PQsetNoticeProcessor(l->conn, quiet, NULL);
+    int rc = migrate(l);
+    if (rc == 0)
+        rc = set_up(l);
+    if (rc == 0)
+        l->base.errmsg[0] = '\0';
+    return rc;
+}
+
+static void pg_close(hu_ledger *hl) {
+    pg_ledger *l = (pg_ledger *)hl;
+    if (l->conn)
+        PQfinish(l->conn); /* the session's advisory lock goes with it */
+    free(l);
+}
+
+/* ---- quota arithmetic (inside a transaction) ------------------------------------------- */
+
+/* Locks user's usage row (made if missing): what it stores and holds, and its quota. */
+static int lock_user(pg_ledger *l, const char *user, uint64_t default_quota, uint64_t *quota) {
+    args a = {0};
+    a_text(&a, user);
+    for (int pass = 0; pass < 2; pass++) {
+        PGresult *res;
+        int rc = exec(l, P_LOCK_USER, &a, &res);
+        if (rc < 0)
+            return rc;
+        int found = PQntuples(res) == 1;
+        if (found)
+            *quota = PQgetisnull(res, 0, 2) ? default_quota : (uint64_t)get_i64(res, 0, 2);
+        PQclear(res);
+        if (found)
+            return 0;
+        if ((rc = exec(l, P_NEW_USER, &a, NULL)) < 0)
+            return rc;
+    }
+    set_msg(l, "usage row missing");
+    return -EIO;
+}
+
+/* Holds of user that lapsed by now stop counting (once each); the sums after that. */
+static int settle_lapsed(pg_ledger *l, const char *user, int64_t now, int64_t *stored,
+                         int64_t *held) {
+    args a = {0};
+    a_text(&a, user);
+    a_int(&a, now);
+    PGresult *res;
+    int rc = exec(l, P_SETTLE, &a, &res);
+    if (rc < 0)
+        return rc;
+    *stored = PQntuples(res) ? get_i64(res, 0, 0) : 0;
+    *held = PQntuples(res) ? get_i64(res, 0, 1) : 0;
+    PQclear(res);
+    return 0;
+}
+
+static int retry_at(pg_ledger *l, const char *user, int64_t now, int64_t *at) {
+    args a = {0};
+    a_text(&a, user);
+    a_int(&a, now);
+    PGresult *res;
+    int rc = exec(l, P_RETRY_AT, &a, &res);
+    if (rc < 0)
+        return rc;
+    *at = get_i64(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
+
+static int audit(pg_ledger *l, int64_t now, const char *event, const char *user,
+                 const char *path, uint64_t size, const char *detail) {
+    args a = {0};
+    a_int(&a, now);
+    a_text(&a, event);
+    a_text(&a, user);
+    a_text(&a, path);
+    a_int(&a, (int64_t)size);
+    a_text(&a, detail);
+    return exec(l, P_AUDIT, &a, NULL);
+}
+
+static int add_usage(pg_ledger *l, const char *user, int64_t stored, int64_t held) {
+    if (user == NULL || (stored == 0 && held == 0))
+        return 0;
+    args a = {0};
+    a_text(&a, user);
+    a_int(&a, stored);
+    a_int(&a, held);
+    return exec(l, P_ADD_USAGE, &a, NULL);
+}
+
+/* Requires used + held + size <= quota, user's row locked. Over it: a "refused" audit row,
+ * *retry_at, -EDQUOT (the transaction is committed by the caller). */
+static int fits_in_tx(pg_ledger *l, const char *path, const char *user, uint64_t size,
+                      int64_t now, uint64_t default_quota, int64_t *retry) {
+    uint64_t quota = default_quota;
+    int64_t stored = 0, held = 0;
+    int rc = lock_user(l, user, default_quota, &quota);
+    if (rc < 0)
+        return rc;
+    if (quota == 0) /* unlimited: nothing to add up */
+        return 0;
+    if ((rc = settle_lapsed(l, user, now, &stored, &held)) < 0)
+        return rc;
+    uint64_t used = stored > 0 ? (uint64_t)stored : 0, reserved = held > 0 ? (uint64_t)held : 0;
+    if (used > quota || reserved > quota - used || size > quota - used - reserved) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "over quota: used %llu reserved %llu quota %llu",
+                 (unsigned long long)used, (unsigned long long)reserved, (unsigned long long)quota);
+        if ((rc = retry_at(l, user, now, retry)) < 0 ||
+            (rc = audit(l, now, "refused", user, path, size, detail)) < 0)
+            return rc;
+        return -EDQUOT;
+    }
+    return 0;
+}
+
+/* The quota check, then the reservation (counted while held) and an audit row (event). */
+static int reserve_in_tx(pg_ledger *l, const hu_reservation *r, int64_t now,
+                         uint64_t default_quota, const char *event, int64_t *retry) {
+    int rc = fits_in_tx(l, r->path, r->user, r->size, now, default_quota, retry);
+    if (rc < 0)
+        return rc;
+    args a = {0};
+    a_text(&a, r->path);
+    a_text(&a, r->user);
+    a_int(&a, (int64_t)r->size);
+    a_int(&a, r->expires);
+    a_int(&a, r->held_until);
+    a_int(&a, r->retention.keep);
+    a_int(&a, r->retention.expire_before);
+    a_int(&a, r->held_until > now);
+    a_int(&a, now);
+    a_text(&a, event);
+    rc = exec_count(l, P_INSERT_RES, &a);
+    return rc < 0 ? rc : rc == 0 ? -EEXIST : 0;
+}
+
+typedef struct {
+    const hu_reservation *r;
+    int64_t now;
+    uint64_t default_quota;
+    int64_t *retry_at;
+} reserve_ctx;
+
+static int reserve_body(pg_ledger *l, void *ctx) {
+    reserve_ctx *c = ctx;
+    *c->retry_at = 0;
+    return reserve_in_tx(l, c->r, c->now, c->default_quota, "grant", c->retry_at);
+}
+
+static int pg_reserve(hu_ledger *hl, const hu_reservation *r, int64_t now, uint64_t default_quota,
+                      int64_t *retry) {
+    reserve_ctx c = {r, now, default_quota, retry};
+    return run_op((pg_ledger *)hl, reserve_body, &c, 1);
+}
+
+/* The reservation of path, and its bytes from its user's held sum if they were counted. */
+static int drop_reservation(pg_ledger *l, const char *path) {
+    args a = {0};
+    a_text(&a, path);
+    return exec(l, P_DELETE_RES, &a, NULL);
+}
+
+typedef struct {
+    const char *path, *user;
+    uint64_t size;
+    int64_t until, now;
+    uint64_t default_quota;
+    hu_retention *retention;
+} claim_ctx;
+
+static int claim_body(pg_ledger *l, void *ctx) {
+    claim_ctx *c = ctx;
+    uint64_t quota;
+    int64_t retry, stored, held;
+    *c->retention = HU_RETENTION_DEFAULT;
+    /* the user's row first, as a grant takes it: grants and claims of a user queue there */
+    int rc = lock_user(l, c->user, c->default_quota, &quota);
+    if (rc < 0)
+        return rc;
+    args a = {0};
+    a_text(&a, c->path);
+    a_text(&a, c->user);
+    a_int(&a, (int64_t)c->size);
+    a_int(&a, c->now);
+    PGresult *res;
+    if ((rc = exec(l, P_FIND_RES, &a, &res)) < 0)
+        return rc;
+    int found = PQntuples(res) == 1;
+    int64_t held_until = 0;
+    int counted = 0;
+    if (found) {
+        held_until = get_i64(res, 0, 0);
+        c->retention->keep = get_i64(res, 0, 1);
+        c->retention->expire_before = get_i64(res, 0, 2);
+        counted = (int)get_i64(res, 0, 3);
+    }
+    PQclear(res);
+    if (!found) {
+        /* never made here, or made for something else: as a grant would */
+        *c->retention = HU_RETENTION_DEFAULT;
+        if ((rc = drop_reservation(l, c->path)) < 0)
+            return rc;
+        hu_reservation r = {c->path, c->user, c->size, c->until, c->until, HU_RETENTION_DEFAULT};
+        return reserve_in_tx(l, &r, c->now, c->default_quota, "reserve at upload", &retry);
+    }
+    /* a hold that lapsed counts no more: the quota decides again */
+    if (held_until <= c->now) {
+        if ((rc = fits_in_tx(l, c->path, c->user, c->size, c->now, c->default_quota, &retry)) < 0 ||
+            (rc = audit(l, c->now, "reserve at upload", c->user, c->path, c->size,
+                        "after its hold lapsed")) < 0)
+            return rc;
+        /* settled by the quota check (or never counted, under no quota) */
+        if (counted && (rc = settle_lapsed(l, c->user, c->now, &stored, &held)) < 0)
+            return rc;
+        counted = 0;
+    }
+    args h = {0};
+    a_text(&h, c->path);
+    a_int(&h, c->until);
+    if ((rc = exec(l, P_HOLD_RES, &h, NULL)) < 0)
+        return rc;
+    return counted ? 0 : add_usage(l, c->user, 0, (int64_t)c->size);
+}
+
+static int pg_claim(hu_ledger *hl, const char *path, const char *user, uint64_t size,
+                    int64_t until, int64_t now, uint64_t default_quota, hu_retention *retention) {
+    claim_ctx c = {path, user, size, until, now, default_quota, retention};
+    return run_op((pg_ledger *)hl, claim_body, &c, 1);
+}
+
+static int release_body(pg_ledger *l, void *ctx) { return drop_reservation(l, ctx); }
+
+static int pg_release(hu_ledger *hl, const char *path) {
+    return run_op((pg_ledger *)hl, release_body, (void *)path, 1);
+}
+
+/* ---- completions ----------------------------------------------------------------------- */
+
+/* One completion: the file row first (a path already recorded fails alone, -EEXIST, and
+ * changes nothing), then the reservation's bytes move to the stored sum. */
+static int record_in_tx(pg_ledger *l, const hu_stored_file *f) {
+    if (f->size > INT64_MAX)
+        return -EINVAL;
+    char detail[96];
+    snprintf(detail, sizeof detail, "scheme=%s%s sha256=%.16s", f->scheme ? f->scheme : "?",
+             f->user ? "" : " (legacy token, no user)", f->sha256_hex ? f->sha256_hex : "-");
+    args a = {0};
+    a_text(&a, f->path);
+    a_text(&a, f->user);
+    a_int(&a, (int64_t)f->size);
+    a_text(&a, f->content_type);
+    a_text(&a, f->sha256_hex);
+    a_int(&a, f->created);
+    a_int(&a, f->expires);
+    a_text(&a, f->source_ip);
+    a_text(&a, f->scheme);
+    a_text(&a, detail);
+    int rc = exec_count(l, P_INSERT_FILE, &a);
+    if (rc <= 0)
+        return rc < 0 ? rc : -EEXIST;
+    if ((rc = drop_reservation(l, f->path)) < 0)
+        return rc;
+    return add_usage(l, f->user, (int64_t)f->size, 0);
+}
+
+typedef struct {
+    const hu_stored_file *files;
+    size_t n;
+    int *results;
+} commit_ctx;
+
+static int commit_body(pg_ledger *l, void *ctx) {
+    commit_ctx *c = ctx;
+    for (size_t i = 0; i < c->n; i++) {
+        c->results[i] = record_in_tx(l, &c->files[i]);
+        /* a completion's own refusal (a path recorded twice, bad size) leaves the others;
+         * anything else fails the whole batch */
+        if (c->results[i] < 0 && c->results[i] != -EEXIST && c->results[i] != -EINVAL)
+            return c->results[i];
+    }
+    return 0;
+}
+
+static int pg_commit_uploads(hu_ledger *hl, const hu_stored_file *files, size_t n, int *results) {
+    commit_ctx c = {files, n, results};
+    int rc = run_op((pg_ledger *)hl, commit_body, &c, 1);
+    if (rc < 0)
+        for (size_t i = 0; i < n; i++)
+            results[i] = rc;
+    return rc;
+}
+
+/* ---- single statements ----------------------------------------------------------------- */
+
+typedef struct {
+    int which;
+    args a;
+    int rows; /* rows written */
+} stmt_ctx;
+
+static int stmt_body(pg_ledger *l, void *ctx) {
+    stmt_ctx *c = ctx;
+    int rc = exec_count(l, c->which, &c->a);
+    c->rows = rc;
+    return rc < 0 ? rc : 0;
+}
+
+/* One statement on its own (atomic by itself); run again on a new connection when the old
+ * one turned out to be broken. */
+static int one(pg_ledger *l, stmt_ctx *c) { return run_op(l, stmt_body, c, 0); }
+
+static int pg_set_quota(hu_ledger *hl, const char *user, uint64_t quota) {
+    stmt_ctx c = {.which = P_SET_QUOTA};
+    a_text(&c.a, user);
+    a_int(&c.a, (int64_t)quota);
+    return one((pg_ledger *)hl, &c);
+}
+
+static int pg_clear_quota(hu_ledger *hl, const char *user) {
+    stmt_ctx c = {.which = P_CLEAR_QUOTA};
+    a_text(&c.a, user);
+    return one((pg_ledger *)hl, &c);
+}
+
+static int pg_audit(hu_ledger *hl, int64_t now, const char *event, const char *user,
+                    const char *path, uint64_t size, const char *detail) {
+    stmt_ctx c = {.which = P_AUDIT};
+    a_int(&c.a, now);
+    a_text(&c.a, event);
+    a_text(&c.a, user);
+    a_text(&c.a, path);
+    a_int(&c.a, (int64_t)size);
+    a_text(&c.a, detail);
+    return one((pg_ledger *)hl, &c);
+}
+
+static int pg_delete_file(hu_ledger *hl, const char *path, const char *reason) {
+    stmt_ctx c = {.which = P_DELETE_FILE};
+    a_text(&c.a, path);
+    a_int(&c.a, (int64_t)time(NULL));
+    a_text(&c.a, reason);
+    int rc = one((pg_ledger *)hl, &c);
+    return rc < 0 ? rc : c.rows == 0 ? -ENOENT : 0;
+}
+
+/* ---- reads ----------------------------------------------------------------------------- */
+
+typedef struct {
+    int which;
+    args a;
+    PGresult *res;
+} query_ctx;
+
+static int query_body(pg_ledger *l, void *ctx) {
+    query_ctx *c = ctx;
+    return exec(l, c->which, &c->a, &c->res);
+}
+
+/* A read: the rows in *res (the caller clears it). */
+static int query(pg_ledger *l, query_ctx *c) {
+    c->res = NULL;
+    return run_op(l, query_body, c, 0);
+}
+
+static int pg_usage(hu_ledger *hl, const char *user, int64_t now, uint64_t default_quota,
+                    uint64_t *used, uint64_t *reserved, uint64_t *quota) {
+    query_ctx c = {.which = P_USAGE_OF};
+    a_text(&c.a, user);
+    a_int(&c.a, now);
+    int rc = query((pg_ledger *)hl, &c);
+    if (rc < 0)
+        return rc;
+    int64_t stored = get_i64(c.res, 0, 0), held = get_i64(c.res, 0, 1),
+            lapsed = get_i64(c.res, 0, 2);
+    *used = stored > 0 ? (uint64_t)stored : 0;
+    *reserved = held > lapsed ? (uint64_t)(held - lapsed) : 0;
+    *quota = PQgetisnull(c.res, 0, 3) ? default_quota : (uint64_t)get_i64(c.res, 0, 3);
+    PQclear(c.res);
+    return 0;
+}
+
+/* One statement, atomic by itself (and harmless to run twice): how many reservations went. */
+static int pg_purge_reservations(hu_ledger *hl, int64_t now) {
+    query_ctx c = {.which = P_PURGE};
+    a_int(&c.a, now);
+    int rc = query((pg_ledger *)hl, &c);
+    if (rc < 0)
+        return rc;
+    rc = (int)get_i64(c.res, 0, 0);
+    PQclear(c.res);
+    return rc;
+}
+
+static int pg_retry_at(hu_ledger *hl, const char *user, int64_t now, int64_t *at) {
+    query_ctx c = {.which = P_RETRY_AT};
+    a_text(&c.a, user);
+    a_int(&c.a, now);
+    int rc = query((pg_ledger *)hl, &c);
+    if (rc < 0)
+        return rc;
+    *at = get_i64(c.res, 0, 0);
+    PQclear(c.res);
+    return 0;
+}
+
+/* Calls cb for each file row; the number of rows in *n. */
+static int each_file(pg_ledger *l, query_ctx *c, hu_ledger_file_cb cb, void *ctx, int *n) {
+    int rc = query(l, c);
+    *n = 0;
+    if (rc < 0)
+        return rc;
+    int rows = PQntuples(c->res);
+    for (int i = 0; i < rows; i++) {
+        hu_stored_file f = {
+            .path = get_text(c->res, i, 0),
+            .user = get_text(c->res, i, 1),
+            .size = (uint64_t)get_i64(c->res, i, 2),
+            .content_type = get_text(c->res, i, 3),
+            .sha256_hex = get_text(c->res, i, 4),
+            .created = get_i64(c->res, i, 5),
+            .expires = get_i64(c->res, i, 6),
+            .source_ip = get_text(c->res, i, 7),
+            .scheme = get_text(c->res, i, 8),
+        };
+        (*n)++;
+        if (cb(ctx, &f))
+            break;
+    }
+    PQclear(c->res);
+    return 0;
+}
+
+static int pg_list_files(hu_ledger *hl, const char *user, hu_ledger_file_cb cb, void *ctx) {
+    query_ctx c = {.which = user ? P_LIST_USER : P_LIST_ALL};
+    if (user)
+        a_text(&c.a, user);
+    int n;
+    return each_file((pg_ledger *)hl, &c, cb, ctx, &n);
+}
+
+static int pg_expired_files(hu_ledger *hl, int64_t now, hu_ledger_file_cb cb, void *ctx) {
+    query_ctx c = {.which = P_EXPIRED};
+    a_int(&c.a, now);
+    int n;
+    return each_file((pg_ledger *)hl, &c, cb, ctx, &n);
+}
+
+static int pg_get_file(hu_ledger *hl, const char *path, hu_ledger_file_cb cb, void *ctx) {
+    query_ctx c = {.which = P_GET_FILE};
+    a_text(&c.a, path);
+    int n, rc = each_file((pg_ledger *)hl, &c, cb, ctx, &n);
+    return rc < 0 ? rc : n == 0 ? -ENOENT : 0;
+}
+
+static int pg_audit_recent(hu_ledger *hl, const char *user, unsigned limit, hu_ledger_audit_cb cb,
+                           void *ctx) {
+    query_ctx c = {.which = user ? P_AUDIT_USER : P_AUDIT_ALL};
+    if (user)
+        a_text(&c.a, user);
+    a_int(&c.a, limit);
+    int rc = query((pg_ledger *)hl, &c);
+    if (rc < 0)
+        return rc;
+    int rows = PQntuples(c.res);
+    for (int i = 0; i < rows; i++) {
+        hu_audit_entry e = {
+            .id = get_i64(c.res, i, 0),
+            .at = get_i64(c.res, i, 1),
+            .event = get_text(c.res, i, 2),
+            .user = get_text(c.res, i, 3),
+            .path = get_text(c.res, i, 4),
+            .size = (uint64_t)get_i64(c.res, i, 5),
+            .detail = get_text(c.res, i, 6),
+        };
+        if (cb(ctx, &e))
+            break;
+    }
+    PQclear(c.res);
+    return 0;
+}
+
+/* ---- the sweep lock -------------------------------------------------------------------- */
+
+#define SWEEP_KEY "hashtext('hmac_upload_sweep:' || current_schema())"
+
+static int pg_try_sweep_lock(hu_ledger *hl) {
+    pg_ledger *l = (pg_ledger *)hl;
+    int rc = connected(l);
+    if (rc < 0)
+        return rc;
+    if (l->sweep_locked)
+        return 1;
+    PGresult *res = PQexec(l->conn, "SELECT pg_try_advisory_lock(" SWEEP_KEY ")");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = fail(l, res);
+    else
+        rc = l->sweep_locked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return rc == RETRY ? -EAGAIN : rc;
+}
+
+static void pg_sweep_unlock(hu_ledger *hl) {
+    pg_ledger *l = (pg_ledger *)hl;
+    if (!l->sweep_locked || PQstatus(l->conn) != CONNECTION_OK)
+        return;
+    PGresult *res = PQexec(l->conn, "SELECT pg_advisory_unlock(" SWEEP_KEY ")");
+    PQclear(res);
+    l->sweep_locked = 0;
+}
+
+static const hu_ledger_ops pg_ops = {
+    .close = pg_close,
+    .reserve = pg_reserve,
+    .commit_uploads = pg_commit_uploads,
+    .usage = pg_usage,
+    .set_quota = pg_set_quota,
+    .clear_quota = pg_clear_quota,
+    .delete_file = pg_delete_file,
+    .audit = pg_audit,
+    .retry_at = pg_retry_at,
+    .claim = pg_claim,
+    .release = pg_release,
+    .list_files = pg_list_files,
+    .expired_files = pg_expired_files,
+    .get_file = pg_get_file,
+    .audit_recent = pg_audit_recent,
+    .purge_reservations = pg_purge_reservations,
+    .try_sweep_lock = pg_try_sweep_lock,
+    .sweep_unlock = pg_sweep_unlock,
+};
