@@ -53,6 +53,7 @@ static const char *errno_atom(int err) {
     case EPROTO: return "eproto";
     case ENOSPC: return "enospc";
     case ENAMETOOLONG: return "enametoolong";
+    case ENOTCONN: return "ledger_unavailable"; /* PostgreSQL unreachable: try again soon */
     default: return "eio";
     }
 }
