@@ -120,7 +120,9 @@ class Ours:
 class Nginx:
     name = "nginx (WebDAV PUT)"
 
-    def __init__(self, pem=None):
+    def __init__(self, pem=None, workers="auto"):
+        if workers != "auto":
+            self.name = f"nginx, {workers} worker{'s' if workers != 1 else ''}"
         self.dir = fresh_dir("hu-bench-nginx-")
         self.port = free_port()
         self.scheme = "https" if pem else "http"
@@ -133,7 +135,7 @@ class Nginx:
         conf = f"{self.dir}/nginx.conf"
         with open(conf, "w") as f:
             f.write(("user root;\n" if os.geteuid() == 0 else "") + f"""daemon off;
-worker_processes auto;
+worker_processes {workers};
 pid {self.dir}/nginx.pid;
 error_log {self.dir}/error.log;
 events {{ worker_connections 4096; }}
@@ -221,10 +223,11 @@ def big_put_get(server, src, size):
 def small_puts(server, targets, size, conns, seconds):
     d = tempfile.mkdtemp(prefix="hu-wrk-")
     try:
-        threads = 2
+        threads = min(2, conns)
         for t in range(threads):
             with open(f"{d}/urls.{t}", "w") as f:
                 f.write("\n".join(targets[t::threads]) + "\n")
+        cpu0 = cpu_seconds(server.pid)
         p = subprocess.run(["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s",
                             "--timeout", "10s", "-s", os.path.join(HERE, "put_urls.lua"),
                             f"{server.scheme}://127.0.0.1:{server.port}", "--", f"{d}/urls", str(size)],
@@ -233,11 +236,28 @@ def small_puts(server, targets, size, conns, seconds):
         assert line, (p.stdout, p.stderr)
         r = json.loads(line[-1])
         ok = r["requests"] - r["non2xx"]
-        return {"uploads_s": ok / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000,
+        cpu = cpu_seconds(server.pid) - cpu0
+        return {"uploads_s": ok / (r["duration_us"] / 1e6), "cpu_us": cpu / ok * 1e6 if ok else 0,
+                "p50_ms": r["p50_us"] / 1000,
                 "p99_ms": r["p99_us"] / 1000, "non2xx": r["non2xx"], "errors": r["errors"],
                 "exhausted": r["requests"] > len(targets)}
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def interleaved(makers, run, rounds):
+    """Runs run(server) on a fresh server of each maker, A B A B ..., rounds times; returns
+    each server's run with the median uploads/s."""
+    runs = {}
+    for _ in range(rounds):
+        for make in makers:
+            s = make()
+            try:
+                r = run(s)
+                runs.setdefault(s.name, []).append(r)
+            finally:
+                s.stop()
+    return {name: sorted(rs, key=lambda r: r["uploads_s"])[len(rs) // 2] for name, rs in runs.items()}
 
 
 def small_targets(server, n, size):
@@ -277,6 +297,30 @@ def nif_rate(n):
                        capture_output=True, text=True, timeout=300)
     nif, erl = (float(x) for x in p.stdout.split())
     return {"nif_calls_s": nif, "erlang_crypto_calls_s": erl}
+
+
+def grant_cost(earlier, batch=2000, ebin=None):
+    """Slot grants through the NIF into a fresh SQLite ledger, all for one user under a finite
+    quota (so every grant checks it), each held for 300 s: the rate of the first `batch`, and
+    of a `batch` after `earlier` more grants. A grant must cost the same either way."""
+    d = tempfile.mkdtemp(prefix="hu-grants-")
+    code = (f"{{ok, L}} = hmac_upload_nif:ledger_open(<<\"{d}/ledger.sqlite3\">>), "
+            "Now = erlang:system_time(second), Q = 1 bsl 40, "
+            "G = fun(From, N) -> T0 = erlang:monotonic_time(), "
+            "  [ok = hmac_upload_nif:reserve(L, <<\"s\", (integer_to_binary(I))/binary, \"/f.jpg\">>, "
+            "      <<\"bench@localhost\">>, 1000, {Now + 300, Now + 3600, -1, 0}, Now, Q) "
+            "   || I <- lists:seq(From, From + N - 1)], "
+            "  N / (erlang:convert_time_unit(erlang:monotonic_time() - T0, native, microsecond) / 1.0e6) end, "
+            f"First = G(1, {batch}), _ = G({batch} + 1, {earlier}), "
+            f"After = G({batch} + {earlier} + 1, {batch}), "
+            "io:format(\"~p ~p~n\", [First, After]), halt().")
+    try:
+        p = subprocess.run(["erl", "-noshell", "-pa", ebin or os.path.join(ROOT, "ebin"), "-eval", code],
+                           capture_output=True, text=True, timeout=1800)
+        first, after = (float(x) for x in p.stdout.split())
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return {"first_grants_s": first, "after_grants_s": after, "earlier": earlier}
 
 
 def slot_rate(ej, n):
@@ -337,6 +381,14 @@ def main():
             W["small_puts"][s.name] = small_puts(s, small_targets(s, n_targets, small), small, conns, secs)
         finally:
             s.stop()
+        # sizes and connection counts, ours against nginx with 2 workers and with 1, interleaved
+        matrix = [(4096, 1)] if smoke else [(4096, 64), (MIB, 64), (small, 1), (small, 512)]
+        for size, c in matrix:
+            W.setdefault("small_puts_matrix", {})[f"{size}:{c}"] = interleaved(
+                (Ours, Nginx, lambda: Nginx(workers=1)),
+                lambda s: small_puts(s, small_targets(s, n_targets if size < MIB else 60000, size),
+                                     size, c, secs),
+                1 if smoke else 2)
         # the same over HTTPS (keep-alive: a handshake per connection, then many requests)
         for make in (Ours, Nginx):
             s = make(pem=pem)
@@ -361,6 +413,7 @@ def main():
         finally:
             ej.stop()
         W["nif_minting"] = nif_rate(20000 if smoke else 500000)
+        W["grant_cost"] = grant_cost(5000 if smoke else 100000)
         # (3) many slow uploads
         for make in (Ours, Nginx):
             s = make()
@@ -405,6 +458,7 @@ def report(r, smoke):
     s = W["small_puts"]
     for ref in (ng, ej):
         rows.append(("64 KiB PUTs/s (token + ledger + fsync)", s[ours]["uploads_s"], s[ref]["uploads_s"], ref))
+    rows.append(("64 KiB PUT server CPU us/upload (lower)", s[ours]["cpu_us"], s[ng]["cpu_us"], ng))
     rows.append(("64 KiB PUT p50 ms", s[ours]["p50_ms"], s[ng]["p50_ms"], ng))
     rows.append(("64 KiB PUT p99 ms", s[ours]["p99_ms"], s[ng]["p99_ms"], ng))
     rows.append(("64 KiB PUTs/s, ledger on vs off", s[ours]["uploads_s"], s[ours + ", ledger off"]["uploads_s"], "ours, ledger off"))
@@ -417,6 +471,15 @@ def report(r, smoke):
     rows.append(("slot request p99 ms", sr["mod_http_upload_hmac"]["p99_ms"], sr[ej]["p99_ms"], ej))
     n = W["nif_minting"]
     rows.append(("token mints/s in the VM (NIF vs crypto:mac)", n["nif_calls_s"], n["erlang_crypto_calls_s"], "Erlang crypto"))
+    for key, by in W["small_puts_matrix"].items():
+        size, c = (int(x) for x in key.split(":"))
+        label = f"{size // 1024} KiB" if size < MIB else f"{size // MIB} MiB"
+        for ref in (ng, "nginx, 1 worker"):
+            rows.append((f"{label} PUTs/s, {c} conn{'s' if c > 1 else ''}", by[ours]["uploads_s"],
+                         by[ref]["uploads_s"], ref))
+    g = W["grant_cost"]
+    rows.append((f"grants/s after {g['earlier']:,} earlier (same user)", g["after_grants_s"],
+                 g["first_grants_s"], "the first 2,000"))
     for name, a, bref, ref in rows:
         print(f"{name:46} {a:12.1f} {bref:12.1f} {ratio(a, bref):>8}  {ref}")
     for label, v in list(s.items()) + [(k + " (https)", v) for k, v in sh.items()]:
