@@ -116,12 +116,25 @@ static const char *const sql[P_COUNT] = {
                      " RETURNING \"user\", size, counted)"
                      " UPDATE usage SET held = usage.held - d.size FROM d"
                      " WHERE usage.\"user\" = d.\"user\" AND d.counted = 1",
-    /* the file row and its audit row; none when the path is recorded already */
+    /* a completion in one statement: the file row (none when the path is recorded already,
+     * and then nothing else either), its reservation dropped, the bytes moved from the held
+     * sum of the reservation's user to the stored sum of the file's (each usage row changed
+     * once), an audit row; the count of file rows written */
     [P_INSERT_FILE] = "WITH f AS (INSERT INTO files(" FILE_COLS ")"
                       " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
-                      " RETURNING path)"
-                      " INSERT INTO audit(at, event, \"user\", path, size, detail)"
-                      " SELECT $6, 'upload', $2, $1, $3, $10 FROM f",
+                      " RETURNING path, \"user\", size),"
+                      " d AS (DELETE FROM reservations WHERE path = $1 AND EXISTS (SELECT 1 FROM f)"
+                      " RETURNING \"user\", size, counted),"
+                      " delta AS (SELECT \"user\", SUM(s) AS s, SUM(h) AS h FROM"
+                      " (SELECT \"user\", size AS s, 0 AS h FROM f WHERE \"user\" IS NOT NULL"
+                      " UNION ALL SELECT \"user\", 0, -size FROM d WHERE counted = 1) x"
+                      " GROUP BY \"user\"),"
+                      " u AS (INSERT INTO usage(\"user\", stored, held) SELECT \"user\", s, h"
+                      " FROM delta ON CONFLICT(\"user\") DO UPDATE SET"
+                      " stored = usage.stored + excluded.stored, held = usage.held + excluded.held),"
+                      " a AS (INSERT INTO audit(at, event, \"user\", path, size, detail)"
+                      " SELECT $6, 'upload', $2, $1, $3, $10 FROM f)"
+                      " SELECT COUNT(*) FROM f",
     [P_ADD_USAGE] = "INSERT INTO usage(\"user\", stored, held) VALUES($1, $2, $3)"
                     " ON CONFLICT(\"user\") DO UPDATE SET stored = usage.stored + excluded.stored,"
                     " held = usage.held + excluded.held",
@@ -671,8 +684,8 @@ static int pg_release(hu_ledger *hl, const char *path) {
 
 /* ---- completions ----------------------------------------------------------------------- */
 
-/* One completion: the file row first (a path already recorded fails alone, -EEXIST, and
- * changes nothing), then the reservation's bytes move to the stored sum. */
+/* One completion, one statement: a path already recorded fails alone (-EEXIST) and changes
+ * nothing. */
 static int record_in_tx(pg_ledger *l, const hu_stored_file *f) {
     if (f->size > INT64_MAX)
         return -EINVAL;
@@ -690,12 +703,13 @@ static int record_in_tx(pg_ledger *l, const hu_stored_file *f) {
     a_text(&a, f->source_ip);
     a_text(&a, f->scheme);
     a_text(&a, detail);
-    int rc = exec_count(l, P_INSERT_FILE, &a);
-    if (rc <= 0)
-        return rc < 0 ? rc : -EEXIST;
-    if ((rc = drop_reservation(l, f->path)) < 0)
+    PGresult *res;
+    int rc = exec(l, P_INSERT_FILE, &a, &res);
+    if (rc < 0)
         return rc;
-    return add_usage(l, f->user, (int64_t)f->size, 0);
+    rc = get_i64(res, 0, 0) == 1 ? 0 : -EEXIST;
+    PQclear(res);
+    return rc;
 }
 
 typedef struct {

@@ -270,11 +270,22 @@ int hu__ledger_sqlite_open(const char *path, hu_ledger **out) {
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(l->db, BUSY_TIMEOUT_MS);
-        /* WAL: readers never block the writer; NORMAL is durable across process crashes. */
-        rc = sqlite3_exec(l->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                                 " PRAGMA foreign_keys=OFF;", NULL, NULL, NULL);
+        /* WAL: readers never block the writer; NORMAL is durable across process crashes.
+         * Processes opening a new file at once can find it locked while another one switches
+         * it to WAL, without the busy handler being asked: retried for the busy timeout. */
+        for (int tries = 0; tries < BUSY_TIMEOUT_MS / 10; tries++) {
+            rc = sqlite3_exec(l->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                                     " PRAGMA foreign_keys=OFF;", NULL, NULL, NULL);
+            if ((rc & 0xff) != SQLITE_BUSY)
+                break;
+            usleep(10 * 1000);
+        }
     }
     int err = rc == SQLITE_OK ? migrate(l) : fail(l, rc);
+    for (int tries = 0; err == -EAGAIN && tries < BUSY_TIMEOUT_MS / 10; tries++) {
+        usleep(10 * 1000);
+        err = migrate(l);
+    }
     for (int i = 0; err == 0 && i < S_COUNT; i++)
         if (sqlite3_prepare_v3(l->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &l->st[i], NULL) !=
             SQLITE_OK)
