@@ -111,6 +111,9 @@ mod_opt_type(certfiles) -> econf:list(econf:binary());
 mod_opt_type(metrics_listen) -> econf:either(none, econf:binary());
 mod_opt_type(rate_limit_per_ip) -> econf:pos_int(infinity);
 mod_opt_type(rate_limit_per_user) -> econf:pos_int(infinity);
+mod_opt_type(media_metadata) -> econf:bool();
+mod_opt_type(media_max_pixels) -> econf:pos_int();
+mod_opt_type(thumbnails) -> econf:bool();
 mod_opt_type(access) -> econf:acl();
 mod_opt_type(name) -> econf:binary();
 mod_opt_type(host) -> econf:host();
@@ -146,6 +149,9 @@ mod_options(Host) ->
      {metrics_listen, none},
      {rate_limit_per_ip, infinity},
      {rate_limit_per_user, infinity},
+     {media_metadata, true},
+     {media_max_pixels, 40000000},
+     {thumbnails, true},
      {access, local},
      {name, <<"HTTP File Upload">>},
      {host, <<"upload.", Host/binary>>},
@@ -267,6 +273,18 @@ mod_doc() ->
                                    desc => ?T("PUTs per second per uploader (bare JID of the "
                                               "token; bursts of twice that); over it, 429 with "
                                               "Retry-After (server only). Default 'infinity'.")}},
+           {media_metadata, #{value => "true | false",
+                              desc => ?T("At upload, images (JPEG, PNG, WebP, GIF) get their "
+                                         "type from their bytes, their width and height and a "
+                                         "BlurHash, sent on GET/HEAD as Blurhash and "
+                                         "X-Image-Dimensions (server only). Default true.")}},
+           {media_max_pixels, #{value => ?T("Pixels"),
+                                desc => ?T("Images with more pixels are not decoded (a "
+                                           "decompression bomb costs nothing). Default "
+                                           "40000000.")}},
+           {thumbnails, #{value => "true | false",
+                          desc => ?T("A small WebP thumbnail per image, served at the file's "
+                                     "URL with ?thumbnail (server only). Default true.")}},
            {access, #{value => ?T("AccessName"),
                       desc => ?T("Who may request slots. Default 'local'.")}},
            {name, #{value => ?T("Name"), desc => ?T("Service discovery name.")}},

@@ -29,7 +29,8 @@ static const char *const server_options[] = {
     "max_size", "quota_per_user", "token_expiry", "allowed_extensions", "listen", "storage_dir",
     "legacy_protocols", "strict_content_type", "cors_origins", "max_days", "ledger_path",
     "fsync", "max_connections", "header_timeout", "idle_timeout", "access_log", "tls", "certfiles",
-    "metrics_listen", "rate_limit_per_ip", "rate_limit_per_user", NULL};
+    "metrics_listen", "rate_limit_per_ip", "rate_limit_per_user", "media_metadata",
+    "media_max_pixels", "thumbnails", NULL};
 
 typedef struct {
     yaml_document_t *doc;
@@ -516,6 +517,10 @@ static int read_options(reader *r, hu_config *c, const char *base_dir)
     c->rate_limit_ip = (uint32_t)v;
     if ((rc = get_uint(r, "rate_limit_per_user", 0, 1, 0, 1, 1000000, &v)) < 0) return rc;
     c->rate_limit_user = (uint32_t)v;
+    if ((rc = get_bool(r, "media_metadata", 1, &c->media_metadata)) < 0) return rc;
+    if ((rc = get_uint(r, "media_max_pixels", 40000000, 0, 0, 1, 1000000000, &c->media_max_pixels)) < 0)
+        return rc;
+    if ((rc = get_bool(r, "thumbnails", 1, &c->thumbnails)) < 0) return rc;
     return 0;
 }
 

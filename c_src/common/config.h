@@ -57,6 +57,9 @@ typedef struct {
     uint32_t header_timeout;      /* header_timeout seconds, default 10 */
     uint32_t idle_timeout;        /* idle_timeout seconds, default 60 */
     char *access_log;             /* access_log path, default NULL = stdout; "none" = off */
+    int media_metadata;           /* media_metadata: image type, size, BlurHash at upload; 1 */
+    uint64_t media_max_pixels;    /* media_max_pixels: larger images are not decoded; 40e6 */
+    int thumbnails;               /* thumbnails: a WebP thumbnail per image; default 1 */
 } hu_config;
 
 /* Parses ejabberd.yml text. host may be NULL (no host_config overrides). "@HOST@" in string

@@ -52,6 +52,12 @@ long hu_file_meta_format(const hu_file_meta *m, char *out, size_t cap) {
     put_text(&w, "scheme", m->scheme);
     put_raw(&w, "uploaded=%" PRId64 "\nsize=%" PRIu64 "\nexpires=%" PRId64 "\n", m->uploaded,
             m->size, m->expires);
+    if (m->media_type[0]) {
+        put_text(&w, "media_type", m->media_type);
+        put_raw(&w, "type_ok=%d\nwidth=%" PRIu32 "\nheight=%" PRIu32 "\nthumbnail=%d\n",
+                m->type_ok ? 1 : 0, m->width, m->height, m->thumbnail ? 1 : 0);
+        put_text(&w, "blurhash", m->blurhash);
+    }
     return w.err ? w.err : (long)w.len;
 }
 
@@ -76,6 +82,21 @@ static int copy_int(int64_t *dst, hu_slice v) {
     if (hu_parse_u64(v, &num) < 0 || num > INT64_MAX)
         return -EINVAL;
     *dst = (int64_t)num;
+    return 0;
+}
+
+static int copy_u32(uint32_t *dst, hu_slice v) {
+    uint64_t num;
+    if (hu_parse_u64(v, &num) < 0 || num > UINT32_MAX)
+        return -EINVAL;
+    *dst = (uint32_t)num;
+    return 0;
+}
+
+static int copy_flag(int *dst, hu_slice v) {
+    if (v.len != 1 || (v.ptr[0] != '0' && v.ptr[0] != '1'))
+        return -EINVAL;
+    *dst = v.ptr[0] == '1';
     return 0;
 }
 
@@ -113,6 +134,18 @@ int hu_file_meta_parse(const char *buf, size_t len, hu_file_meta *m) {
             rc = copy_int(&m->expires, v);
         else if (key_is(key, "size"))
             rc = hu_parse_u64(v, &m->size) < 0 ? -EINVAL : 0;
+        else if (encoded && key_is(key, "media_type"))
+            rc = copy_value(m->media_type, sizeof m->media_type, v, 1);
+        else if (encoded && key_is(key, "type_ok"))
+            rc = copy_flag(&m->type_ok, v);
+        else if (encoded && key_is(key, "width"))
+            rc = copy_u32(&m->width, v);
+        else if (encoded && key_is(key, "height"))
+            rc = copy_u32(&m->height, v);
+        else if (encoded && key_is(key, "blurhash"))
+            rc = copy_value(m->blurhash, sizeof m->blurhash, v, 1);
+        else if (encoded && key_is(key, "thumbnail"))
+            rc = copy_flag(&m->thumbnail, v);
         if (rc < 0)
             return rc;
         p = nl ? nl + 1 : end;

@@ -5,6 +5,7 @@
  * Record format 2, one "key=value" line each, every value percent-encoded (RFC 3986, '/' kept)
  * so a file name may hold any byte but NUL:
  *   v=2 path=<P> type=<T> user=<U> sha256=<hex> scheme=<s> uploaded=<unix> size=<n> expires=<unix>
+ * and, for a probed file: media_type=<T> type_ok=0|1 width=<n> height=<n> blurhash=<b> thumbnail=0|1
  * Format 1 (storage layout 1, before the path was recorded) has no "v" line and raw values; it
  * is still parsed, for the migration. Unknown keys are ignored, so later fields (media metadata)
  * do not break older readers. */
@@ -29,6 +30,13 @@ typedef struct {
     uint64_t size;    /* a resumable partial upload: the signed size S */
     int64_t expires;  /* a partial upload: the token's expiry; a published file: its own expiry
                          (0 = none) */
+    /* Media metadata, computed from the bytes at upload (c_src/media); written only when the
+     * file was probed (media_type set). */
+    char media_type[64]; /* the type the bytes say (libmagic); "" = not probed */
+    int type_ok;         /* media_type is the signed type's media type */
+    uint32_t width, height; /* an image's, 0 when not an image we decode */
+    char blurhash[168];  /* "" when none */
+    int thumbnail;       /* a thumbnail is stored beside the file's state */
 } hu_file_meta;
 
 /* Writes a format-2 record. Returns its length, or -ENOSPC when cap is too small. */

@@ -37,7 +37,7 @@ static int open_subdir(int dirfd, const char *name, int *out) {
 }
 
 int hu_storage_open(const char *dir, int do_fsync, hu_storage *s) {
-    s->dirfd = s->filesfd = s->statefd = s->partfd = s->metafd = -1;
+    s->dirfd = s->filesfd = s->statefd = s->partfd = s->metafd = s->thumbfd = -1;
     s->do_fsync = do_fsync;
     if (mkdir(dir, 0750) < 0 && errno != EEXIST)
         return -errno;
@@ -51,13 +51,15 @@ int hu_storage_open(const char *dir, int do_fsync, hu_storage *s) {
         rc = open_subdir(s->statefd, "partial", &s->partfd);
     if (rc == 0)
         rc = open_subdir(s->statefd, "meta", &s->metafd);
+    if (rc == 0)
+        rc = open_subdir(s->statefd, "thumbs", &s->thumbfd);
     if (rc < 0)
         hu_storage_close(s);
     return rc;
 }
 
 void hu_storage_close(hu_storage *s) {
-    int *fds[] = {&s->dirfd, &s->filesfd, &s->statefd, &s->partfd, &s->metafd};
+    int *fds[] = {&s->dirfd, &s->filesfd, &s->statefd, &s->partfd, &s->metafd, &s->thumbfd};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
         if (*fds[i] >= 0)
             close(*fds[i]);
@@ -122,17 +124,18 @@ int hu_storage_begin(const hu_storage *s, const char *key, int truncate, int *fd
         /* start over: a kept partial of this slot (and its state) goes */
         if (fstatat(s->partfd, key, &st, AT_SYMLINK_NOFOLLOW) == 0)
             hu_storage_abort(s, key, -1);
-        fd = openat(s->partfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
+        /* read-write: the media probe maps what was written (upload_media.c) */
+        fd = openat(s->partfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0640);
         *named_out = fd >= 0 ? 0 : 1;
         if (fd < 0) /* a file system without O_TMPFILE: a named partial file */
-            fd = openat(s->partfd, key, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
+            fd = openat(s->partfd, key, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
         if (fd < 0)
             return -errno;
         *fd_out = fd;
         return 0;
     }
     *named_out = 1;
-    fd = openat(s->partfd, key, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    fd = openat(s->partfd, key, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     if (fstat(fd, &st) < 0) {
@@ -247,7 +250,42 @@ int hu_storage_sweep_records(const hu_storage *s) {
             removed++;
     }
     closedir(d);
+    /* thumbnails whose file is gone (a crash between the file's removal and theirs) */
+    if ((d = hu_storage_opendir(s->thumbfd, NULL)) == NULL)
+        return removed;
+    while ((e = hu_storage_readdir(d)) != NULL)
+        if (hu_storage_key_name(e->d_name, "", key) && hu_storage_exists(s, key) == 0 &&
+            unlinkat(s->thumbfd, e->d_name, 0) == 0)
+            removed++;
+    closedir(d);
     return removed;
+}
+
+int hu_storage_put_thumbnail(const hu_storage *s, const char *key, const void *buf, size_t len) {
+    /* anonymous until complete, then linked: a reader never sees half a thumbnail */
+    int fd = openat(s->thumbfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    int rc = hu_storage_write(fd, buf, len, 0);
+    if (rc == 0) {
+        unlinkat(s->thumbfd, key, 0); /* a leftover of an upload of the same path */
+        rc = link_fd(fd, s->thumbfd, key);
+    }
+    close(fd);
+    return rc;
+}
+
+int hu_storage_open_thumbnail(const hu_storage *s, const char *key, int *fd_out, struct stat *st) {
+    int fd = openat(s->thumbfd, key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    int rc = fstat(fd, st) < 0 ? -errno : S_ISREG(st->st_mode) ? 0 : -ENOENT;
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
 }
 
 int hu_storage_hash_partial(const hu_storage *s, const char *key, char hex[65]) {
@@ -385,6 +423,7 @@ int hu_storage_unpublish(const hu_storage *s, const char *key) {
     rel_name(key, rel);
     int rc = unlinkat(s->filesfd, rel, 0) < 0 ? -errno : 0;
     hu_meta_drop(s->metafd, key);
+    unlinkat(s->thumbfd, key, 0);
     if (rc == 0 && s->do_fsync)
         fsync_dir_at(s->filesfd, shard);
     return rc;

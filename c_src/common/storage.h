@@ -10,6 +10,9 @@
  *       partial/<key>                 an upload in progress, or a cut one kept for resumption
  *       meta/<key>                    metadata records where the file system has no user
  *                                     xattrs (storage_meta.h)
+ *       thumbs/<key>                  an image's thumbnail (WebP), served at its URL with
+ *                                     ?thumbnail while the file is; derived data, not fsynced
+ *                                     (after a crash it may be missing: 404, never partial)
  *       secret, ledger.sqlite3        default secret file and ledger of new installs
  *       layout                        "2" once storage_migrate.c has converted layout 1
  *
@@ -35,6 +38,7 @@ typedef struct {
     int statefd; /* state/ */
     int partfd;  /* state/partial */
     int metafd;  /* state/meta */
+    int thumbfd; /* state/thumbs */
     int do_fsync;
 } hu_storage;
 
@@ -83,9 +87,15 @@ int hu_storage_sweep_partials(const hu_storage *s, int64_t now, int orphans,
                               hu_sweep_report *report);
 
 /* At start-up (nothing is being published): removes sidecar records in state/meta whose file
- * is not in files/ (a crash between the record and the link) and half-written ones. Returns
- * how many. */
+ * is not in files/ (a crash between the record and the link), half-written ones, and
+ * thumbnails whose file is gone. Returns how many. */
 int hu_storage_sweep_records(const hu_storage *s);
+
+/* Stores the thumbnail of key (replacing any); no fsync (storage.h). */
+int hu_storage_put_thumbnail(const hu_storage *s, const char *key, const void *buf, size_t len);
+
+/* Opens the thumbnail of key: fd and its stat; -ENOENT when there is none. */
+int hu_storage_open_thumbnail(const hu_storage *s, const char *key, int *fd_out, struct stat *st);
 
 /* The sha256 of the partial file, read back (for resumed uploads, whose bytes arrived in
  * several requests). */

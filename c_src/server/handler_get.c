@@ -95,11 +95,20 @@ void hu_handle_get(hu_conn *c, const hu_http_head *h) {
         close(fd);
         rc = -ENOENT;
     }
+    /* <file URL>?thumbnail: the image's thumbnail, served while (and only while) the file
+     * itself would be, under the same headers */
+    int thumbnail = h->query.len == 9 && memcmp(h->query.ptr, "thumbnail", 9) == 0;
+    if (rc == 0 && thumbnail) {
+        char key[HU_STORAGE_KEY_LEN + 1];
+        close(fd);
+        hu_storage_key(path, (size_t)n, key);
+        rc = meta.thumbnail ? hu_storage_open_thumbnail(&c->set->storage, key, &fd, &st) : -ENOENT;
+    }
     if (rc < 0) {
         hu_conn_send_error(c, hu_status_from_errno(rc), 0);
         return;
     }
-    const char *type = meta.type;
+    const char *type = thumbnail ? "image/webp" : meta.type;
     if (hu_content_type_check(HU_CSTR(type)) < 0) /* a record from before the check existed */
         type = hu_mime_from_filename(hu_upload_path_basename(HU_CSTR(path)));
 
@@ -157,10 +166,15 @@ void hu_handle_get(hu_conn *c, const hu_http_head *h) {
                                (unsigned long long)range.first, (unsigned long long)range.last,
                                (unsigned long long)size);
     }
+    /* what the upload's bytes showed (upload_media.h): a placeholder before the download */
+    if (!thumbnail && meta.blurhash[0])
+        hu_response_header(r, "Blurhash", "%s", meta.blurhash);
+    if (!thumbnail && meta.width > 0)
+        hu_response_header(r, "X-Image-Dimensions", "%ux%u", meta.width, meta.height);
     hu_response_header(r, "X-Content-Type-Options", "nosniff");
     hu_response_header(r, "Content-Security-Policy", CSP);
     hu_response_header(r, "Referrer-Policy", "no-referrer");
-    if (hu_mime_is_active(HU_CSTR(type)))
+    if (!thumbnail && hu_mime_is_active(HU_CSTR(type)))
         add_disposition(r, path);
     hu_response_end(r, c->keep_alive);
 

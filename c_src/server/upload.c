@@ -11,6 +11,7 @@
 #include "http_date.h"
 #include "http_status.h"
 #include "storage.h"
+#include "upload_media.h"
 #include "upload_path.h"
 
 /* Bearer uploads at least this large save their resumption state up front, so even a kill
@@ -227,6 +228,7 @@ static void publish_job(uv_work_t *w) {
     if (u->err < 0) {
         hu_storage_abort(storage_of(u), u->key, u->fd);
     } else {
+        hu_upload_media_probe(cfg, storage_of(u), u->key, u->fd, m->size, m);
         uint64_t t0 = uv_hrtime();
         u->err = hu_storage_publish(storage_of(u), u->key, u->fd, u->named, m, 0);
         if (storage_of(u)->do_fsync)

@@ -115,6 +115,25 @@ TEST(record_round_trip_any_name)
     CHECK_INT(hu_file_meta_parse("v=2\npath=%zz\n", 13, &back), -EINVAL);
     CHECK_INT(hu_file_meta_parse("v=2\nnokey\n", 10, &back), -EINVAL);
     CHECK_INT(hu_file_meta_format(&m, buf, 10), -ENOSPC);
+    /* media metadata: written only for a probed file, read back whole */
+    CHECK(strstr(buf, "media_type") == NULL);
+    snprintf(m.media_type, sizeof m.media_type, "image/png");
+    snprintf(m.blurhash, sizeof m.blurhash, "LEHV6nWB2yk8pyo0adR*.7kCMdnj");
+    m.type_ok = 1;
+    m.width = 4000;
+    m.height = 3000;
+    m.thumbnail = 1;
+    n = hu_file_meta_format(&m, buf, sizeof buf);
+    CHECK(n > 0);
+    CHECK_INT(hu_file_meta_parse(buf, (size_t)n, &back), 0);
+    CHECK_STR(back.media_type, "image/png");
+    CHECK_STR(back.blurhash, m.blurhash);
+    CHECK_INT(back.type_ok, 1);
+    CHECK_INT(back.width, 4000);
+    CHECK_INT(back.height, 3000);
+    CHECK_INT(back.thumbnail, 1);
+    CHECK_INT(hu_file_meta_parse("v=2\nwidth=99999999999\n", 22, &back), -EINVAL);
+    CHECK_INT(hu_file_meta_parse("v=2\ntype_ok=2\n", 14, &back), -EINVAL);
 }
 
 /* Only what an upload published, with a record naming that very path, is ever opened. */
