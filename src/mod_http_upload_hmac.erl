@@ -543,6 +543,13 @@ grant_slot(#iq{lang = Lang} = IQ,
             xmpp:make_iq_result(IQ, ?SLOT:slot(NS, Put, Get, Token));
         {error, quota_exceeded} ->
             refuse(IQ, User, File, Size, {quota, quota_state(State, User, Size, Now)}, State, NS);
+        {error, Why} when Why == ledger_unavailable; Why == eagain ->
+            %% passing: PostgreSQL being reconnected, or the ledger busy; a wait-type error
+            %% tells the client to retry
+            ?WARNING_MSG("HTTP upload ledger unavailable for ~ts: ~p", [User, Why]),
+            xmpp:make_error(IQ, xmpp:err_resource_constraint(
+                                  ?T("The upload service cannot reach its ledger right now; "
+                                     "retry in a moment"), Lang));
         {error, Why} ->
             ?ERROR_MSG("HTTP upload ledger error for ~ts: ~p", [User, Why]),
             xmpp:make_error(IQ, xmpp:err_internal_server_error(?T("Upload ledger unavailable"), Lang))

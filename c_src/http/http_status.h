@@ -48,7 +48,8 @@
     X(EUSERS, 429)      /* over a rate limit (rate_limit_per_ip, rate_limit_per_user) */  \
     X(E2BIG, 431)       /* header too large or too many headers */                         \
     X(ENOSYS, 501)      /* method or feature not implemented */                           \
-    X(EAGAIN, 503)                                                                         \
+    X(EAGAIN, 503)      /* the ledger stayed locked or busy past its timeout */            \
+    X(ENOTCONN, 503)    /* the ledger (PostgreSQL) cannot be reached right now */          \
     X(EPROTONOSUPPORT, 505)                                                                \
     X(ENOSPC, 507)                                                                         \
     X(EDQUOT, 507)

@@ -474,7 +474,9 @@ void hu_conn_send_error_text(hu_conn *c, int status, int close_after, const char
     if (close_after || c->body_unread)
         c->keep_alive = 0;
     c->status = status;
-    hu_response_error(&c->resp, status, live_cfg(c), c->parser.head, c->keep_alive, 0, text);
+    /* 503 is always passing (the ledger is busy or being reconnected): say when to retry */
+    hu_response_error(&c->resp, status, live_cfg(c), c->parser.head, c->keep_alive,
+                      status == 503 ? 1 : 0, text);
     hu_conn_send(c, NULL, 0, NULL);
 }
 

@@ -146,9 +146,20 @@ static void reconcile(hu_settings *set) {
         return;
     files_check fc = {.set = set};
     uv_mutex_lock(&sl->lock);
+    /* several servers may share one ledger and storage directory (a cluster): one
+     * reconciles at a time, the others leave it to that one */
+    int locked = hu_ledger_try_sweep_lock(sl->ledger);
+    if (locked != 1) {
+        uv_mutex_unlock(&sl->lock);
+        hu_log(HU_LOG_INFO, locked == 0 ? "another upload server is reconciling the ledger "
+                                          "with the storage: skipped here"
+                                        : "ledger: cannot take the reconciliation lock: skipped");
+        return;
+    }
     int rows = drop_rows_without_files(set);
     hu_storage_each_file(&set->storage, check_file, &fc);
     int res = hu_ledger_purge_reservations(sl->ledger, (int64_t)time(NULL));
+    hu_ledger_sweep_unlock(sl->ledger);
     uv_mutex_unlock(&sl->lock);
     if (rows || fc.adopted || res > 0)
         hu_log(HU_LOG_INFO,

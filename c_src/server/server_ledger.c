@@ -30,7 +30,9 @@ int hu_server_ledger_open(hu_server_ledger *sl, const char *path, char *err, siz
         return 0;
     int rc = hu_ledger_open(path, &sl->ledger);
     if (rc < 0) {
-        snprintf(err, errlen, "ledger_path %s: %s", path, hu_ledger_errmsg(sl->ledger));
+        char shown[1024]; /* a postgresql:// URL's password never reaches a log */
+        hu_ledger_redact(path, shown, sizeof shown);
+        snprintf(err, errlen, "ledger_path %s: %s", shown, hu_ledger_errmsg(sl->ledger));
         hu_ledger_close(sl->ledger);
         sl->ledger = NULL;
         uv_mutex_destroy(&sl->lock);
