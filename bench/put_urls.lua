@@ -1,6 +1,7 @@
 -- wrk script: every request PUTs the same body to the next pre-made URL (a fresh slot and
 -- token per upload). URLs come from <prefix>.<thread id>, one request target per line.
 -- Usage: wrk -s put_urls.lua ... -- <prefix> <body bytes>
+--        wrk -s put_urls.lua ... -- <prefix> <body file> <content type>
 local threads, counter = {}, 0
 
 function setup(thread)
@@ -14,8 +15,14 @@ bad = 0
 
 function init(args)
   for line in io.lines(args[1] .. "." .. id) do urls[#urls + 1] = line end
-  body = string.rep("x", tonumber(args[2]))
-  wrk.headers["Content-Type"] = "application/octet-stream"
+  if tonumber(args[2]) then
+    body = string.rep("x", tonumber(args[2]))
+  else -- a file's bytes (e.g. a real JPEG), sent as args[3]
+    local f = assert(io.open(args[2], "rb"))
+    body = f:read("*a")
+    f:close()
+  end
+  wrk.headers["Content-Type"] = args[3] or "application/octet-stream"
 end
 
 function request()

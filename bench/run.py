@@ -96,7 +96,11 @@ class Ours:
     name = "hmac-upload-server"
 
     def __init__(self, pem=None, **opts):
+        if opts.get("media_metadata") is False:
+            self.name = "hmac-upload-server, media off"
         opts.setdefault("access_log", "none")
+        # one user uploads everything here: the default 1 GiB quota would end a run early
+        opts.setdefault("quota_per_user", "infinity")
         top = None
         if pem:
             top = {"certfiles": [pem]}
@@ -220,7 +224,7 @@ def big_put_get(server, src, size):
             "get_mb_s": size / get_s / 1e6, "get_cpu_s_per_gib": get_cpu / gib}
 
 
-def small_puts(server, targets, size, conns, seconds):
+def small_puts(server, targets, size, conns, seconds, body_file=None, ctype=None):
     d = tempfile.mkdtemp(prefix="hu-wrk-")
     try:
         threads = min(2, conns)
@@ -230,7 +234,8 @@ def small_puts(server, targets, size, conns, seconds):
         cpu0 = cpu_seconds(server.pid)
         p = subprocess.run(["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s",
                             "--timeout", "10s", "-s", os.path.join(HERE, "put_urls.lua"),
-                            f"{server.scheme}://127.0.0.1:{server.port}", "--", f"{d}/urls", str(size)],
+                            f"{server.scheme}://127.0.0.1:{server.port}", "--", f"{d}/urls",
+                            *([body_file, ctype] if body_file else [str(size)])],
                            capture_output=True, text=True, timeout=seconds + 60)
         line = [l for l in p.stdout.splitlines() if l.startswith("{")]
         assert line, (p.stdout, p.stderr)
@@ -260,8 +265,27 @@ def interleaved(makers, run, rounds):
     return {name: sorted(rs, key=lambda r: r["uploads_s"])[len(rs) // 2] for name, rs in runs.items()}
 
 
-def small_targets(server, n, size):
-    return [server.put_target(size, "s.bin")[0] for _ in range(n)]
+def small_targets(server, n, size, name="s.bin"):
+    return [server.put_target(size, name)[0] for _ in range(n)]
+
+
+def photo(d):
+    """A 2000x1500 JPEG of about 1 MiB (a phone photo's size, noise so it does not shrink)."""
+    from PIL import Image
+    path = os.path.join(d, "photo.jpg")
+    w, h = 2000, 1500
+    img = Image.frombytes("RGB", (w, h), os.urandom(w * h * 3)).resize((w, h))
+    for q in (60, 40, 25, 15):
+        img.save(path, "JPEG", quality=q)
+        if os.path.getsize(path) <= 1100 * 1024:
+            break
+    return path
+
+
+def photo_puts(server, path, conns, seconds):
+    size = os.path.getsize(path)
+    targets = [server.put_target(size, "photo.jpg")[0] for _ in range(20000)]
+    return small_puts(server, targets, size, conns, seconds, path, "image/jpeg")
 
 
 async def slow_clients(server, n, size):
@@ -389,6 +413,11 @@ def main():
                 lambda s: small_puts(s, small_targets(s, n_targets if size < MIB else 60000, size),
                                      size, c, secs),
                 1 if smoke else 2)
+        # 1 MiB JPEGs with the media metadata (type, size, BlurHash, thumbnail) on and off
+        jpeg = photo(tmp)
+        W["photo_puts"] = interleaved(
+            (lambda: Ours(), lambda: Ours(media_metadata=False)),
+            lambda s: photo_puts(s, jpeg, 16, secs), 1 if smoke else 3)
         # the same over HTTPS (keep-alive: a handshake per connection, then many requests)
         for make in (Ours, Nginx):
             s = make(pem=pem)
@@ -477,6 +506,12 @@ def report(r, smoke):
         for ref in (ng, "nginx, 1 worker"):
             rows.append((f"{label} PUTs/s, {c} conn{'s' if c > 1 else ''}", by[ours]["uploads_s"],
                          by[ref]["uploads_s"], ref))
+    ph = W["photo_puts"]
+    on, off = ph[ours], ph[ours + ", media off"]
+    rows.append(("1 MiB JPEG PUTs/s, media metadata on vs off", on["uploads_s"], off["uploads_s"], "media off"))
+    rows.append(("1 MiB JPEG server CPU us/upload, on vs off", on["cpu_us"], off["cpu_us"], "media off"))
+    rows.append(("1 MiB JPEG PUT p50 ms, on vs off", on["p50_ms"], off["p50_ms"], "media off"))
+    rows.append(("1 MiB JPEG PUT p99 ms, on vs off", on["p99_ms"], off["p99_ms"], "media off"))
     g = W["grant_cost"]
     rows.append((f"grants/s after {g['earlier']:,} earlier (same user)", g["after_grants_s"],
                  g["first_grants_s"], "the first 2,000"))
