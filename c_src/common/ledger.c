@@ -121,3 +121,12 @@ int hu_ledger_purge_reservations(hu_ledger *l, int64_t now) {
 int hu_ledger_try_sweep_lock(hu_ledger *l) { return l->ops->try_sweep_lock(l); }
 
 void hu_ledger_sweep_unlock(hu_ledger *l) { l->ops->sweep_unlock(l); }
+
+int hu__ledger_over_quota(uint64_t used, uint64_t reserved, uint64_t size, uint64_t quota,
+                          char *detail, size_t cap) {
+    if (quota == 0 || (used <= quota && reserved <= quota - used && size <= quota - used - reserved))
+        return 0;
+    snprintf(detail, cap, "over quota: used %llu reserved %llu quota %llu",
+             (unsigned long long)used, (unsigned long long)reserved, (unsigned long long)quota);
+    return 1;
+}

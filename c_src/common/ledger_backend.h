@@ -37,6 +37,12 @@ struct hu_ledger {
     char errmsg[256];
 };
 
+/* The quota rule both backends apply: 1 when used + reserved + size exceeds quota (0 =
+ * unlimited; compared without overflow), with detail (cap bytes) saying why for the audit row;
+ * 0 when it fits. */
+int hu__ledger_over_quota(uint64_t used, uint64_t reserved, uint64_t size, uint64_t quota,
+                          char *detail, size_t cap);
+
 /* Each sets *out (also on failure, so the caller can read errmsg; it must still close it) and
  * returns 0 or a negative errno. */
 int hu__ledger_sqlite_open(const char *path, hu_ledger **out);

@@ -549,10 +549,8 @@ static int fits_in_tx(pg_ledger *l, const char *path, const char *user, uint64_t
     if ((rc = settle_lapsed(l, user, now, &stored, &held)) < 0)
         return rc;
     uint64_t used = stored > 0 ? (uint64_t)stored : 0, reserved = held > 0 ? (uint64_t)held : 0;
-    if (used > quota || reserved > quota - used || size > quota - used - reserved) {
-        char detail[96];
-        snprintf(detail, sizeof detail, "over quota: used %llu reserved %llu quota %llu",
-                 (unsigned long long)used, (unsigned long long)reserved, (unsigned long long)quota);
+    char detail[96];
+    if (hu__ledger_over_quota(used, reserved, size, quota, detail, sizeof detail)) {
         if ((rc = retry_at(l, user, now, retry)) < 0 ||
             (rc = audit(l, now, "refused", user, path, size, detail)) < 0)
             return rc;

@@ -424,11 +424,8 @@ static int fits_in_tx(sq_ledger *l, const char *path, const char *user, uint64_t
     if ((rc = settle_lapsed(l, user, now)) < 0 ||
         (rc = usage(l, user, now, default_quota, &used, &reserved, &quota)) < 0)
         return rc;
-    /* the sum is compared without overflow */
-    if (used > quota || reserved > quota - used || size > quota - used - reserved) {
-        char detail[96];
-        snprintf(detail, sizeof detail, "over quota: used %llu reserved %llu quota %llu",
-                 (unsigned long long)used, (unsigned long long)reserved, (unsigned long long)quota);
+    char detail[96];
+    if (hu__ledger_over_quota(used, reserved, size, quota, detail, sizeof detail)) {
         if ((rc = retry_at_of(l, user, now, retry_at)) < 0 ||
             (rc = audit(l, now, "refused", user, path, size, detail)) < 0)
             return rc;

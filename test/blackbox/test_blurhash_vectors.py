@@ -11,12 +11,12 @@ gradients and flat colours at odd sizes with 1..9 components. test/js/blurhash/v
 prints one line per vector."""
 
 import os
-import shutil
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import npm_packages  # noqa: E402
 from harness import ROOT, VARIANT, main, test  # noqa: E402
 
 JS_DIR = os.path.join(ROOT, "test", "js", "blurhash")
@@ -25,26 +25,7 @@ TEST_MEDIA = os.path.join(ROOT, "build", VARIANT, "test", "test_media")
 
 
 def blurhash_package():
-    """npm ci of our lockfile into build/blurhash unless it is installed there already;
-    returns the node_modules directory."""
-    lock = os.path.join(JS_DIR, "package-lock.json")
-    installed = os.path.join(NODE_DIR, "package-lock.json")
-    modules = os.path.join(NODE_DIR, "node_modules")
-    if (os.path.isdir(os.path.join(modules, "blurhash")) and os.path.exists(installed)
-            and open(installed, "rb").read() == open(lock, "rb").read()):
-        return modules
-    if not shutil.which("npm"):
-        raise AssertionError("npm is not installed (make deps installs it)")
-    shutil.rmtree(NODE_DIR, ignore_errors=True)
-    os.makedirs(NODE_DIR)
-    for f in ("package.json", "package-lock.json"):
-        shutil.copy(os.path.join(JS_DIR, f), NODE_DIR)
-    p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", NODE_DIR],
-                       capture_output=True, text=True, timeout=300, cwd=NODE_DIR)
-    if p.returncode != 0:
-        shutil.rmtree(NODE_DIR, ignore_errors=True)
-        raise AssertionError(f"npm ci in {NODE_DIR} failed: {p.stdout[-2000:]} {p.stderr[-3000:]}")
-    return modules
+    return npm_packages.install(JS_DIR, NODE_DIR, "blurhash")
 
 
 def compare(vectors):

@@ -38,6 +38,7 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from ejabberd import Ejabberd  # noqa: E402
+import npm_packages  # noqa: E402
 from harness import ROOT, curl, eq, free_port, main, sha256_file, test  # noqa: E402
 from images import quadrant_png  # noqa: E402
 
@@ -51,26 +52,7 @@ USERS = {"alice": "pw-alice-converse", "bob": "pw-bob-converse"}
 # ---- npm packages --------------------------------------------------------------------------
 
 def converse_packages():
-    """Installs the pinned packages into build/converse (npm ci from our lockfile) unless the
-    lockfile installed there is already ours; returns the node_modules directory."""
-    lock = os.path.join(JS_DIR, "package-lock.json")
-    installed = os.path.join(NODE_DIR, "package-lock.json")
-    modules = os.path.join(NODE_DIR, "node_modules")
-    if (os.path.isdir(os.path.join(modules, "converse.js")) and os.path.exists(installed)
-            and open(installed, "rb").read() == open(lock, "rb").read()):
-        return modules
-    if not shutil.which("npm"):
-        raise AssertionError("npm is not installed (make deps installs it)")
-    shutil.rmtree(NODE_DIR, ignore_errors=True)
-    os.makedirs(NODE_DIR)
-    for f in ("package.json", "package-lock.json"):
-        shutil.copy(os.path.join(JS_DIR, f), NODE_DIR)
-    p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", NODE_DIR],
-                       capture_output=True, text=True, timeout=300, cwd=NODE_DIR)
-    if p.returncode != 0:
-        shutil.rmtree(NODE_DIR, ignore_errors=True)
-        raise AssertionError(f"npm ci in {NODE_DIR} failed: {p.stdout[-2000:]} {p.stderr[-3000:]}")
-    return modules
+    return npm_packages.install(JS_DIR, NODE_DIR, "converse.js")
 
 
 def converse_version():
