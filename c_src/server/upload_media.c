@@ -27,9 +27,13 @@ static hu_media_ctx *thread_ctx(void) {
     return ctx;
 }
 
+/* Larger files are not probed: an image worth a thumbnail is far smaller, and mapping (and
+ * libmagic's look at) a video of gigabytes would only cost memory and time. */
+#define MEDIA_MAX_BYTES (64u << 20)
+
 void hu_upload_media_probe(const hu_config *cfg, const hu_storage *st, const char *key, int fd,
                            uint64_t size, hu_file_meta *m) {
-    if (!cfg->media_metadata || size == 0 || size > SIZE_MAX)
+    if (!cfg->media_metadata || size == 0 || size > MEDIA_MAX_BYTES)
         return;
     hu_media_ctx *ctx = thread_ctx();
     if (ctx == NULL)

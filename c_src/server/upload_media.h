@@ -11,7 +11,8 @@
 #include "file_meta.h"
 #include "storage.h"
 
-/* Probes the upload file (fd, readable, size bytes) and fills m's media fields; stores the
+/* Probes the upload file (fd, readable, size bytes; files over 64 MiB are not probed) and
+ * fills m's media fields; stores the
  * thumbnail of key when there is one. Never fails the upload: a file it cannot read or decode
  * just has no media metadata (m->media_type stays "" when it could not look at all). */
 void hu_upload_media_probe(const hu_config *cfg, const hu_storage *st, const char *key, int fd,
