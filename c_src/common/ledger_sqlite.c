@@ -96,6 +96,10 @@ enum {
     S_COUNT
 };
 
+/* A stored-file row as each_file() reads it. */
+#define FILE_ROW                                                                             \
+    "SELECT path, user, size, content_type, sha256, created, expires, source_ip, scheme FROM files"
+
 static const char *const sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
@@ -123,14 +127,10 @@ static const char *const sql[S_COUNT] = {
                     " ON CONFLICT(user) DO UPDATE SET quota = excluded.quota",
     [S_CLEAR_QUOTA] = "DELETE FROM quotas WHERE user = ?1",
     [S_DELETE_FILE] = "DELETE FROM files WHERE path = ?1 RETURNING user, size",
-    [S_LIST_USER] = "SELECT path, user, size, content_type, sha256, created, expires, source_ip,"
-                    " scheme FROM files WHERE user = ?1 ORDER BY created, path",
-    [S_LIST_ALL] = "SELECT path, user, size, content_type, sha256, created, expires, source_ip,"
-                   " scheme FROM files ORDER BY created, path",
-    [S_EXPIRED] = "SELECT path, user, size, content_type, sha256, created, expires, source_ip,"
-                  " scheme FROM files WHERE expires > 0 AND expires <= ?1",
-    [S_GET_FILE] = "SELECT path, user, size, content_type, sha256, created, expires, source_ip,"
-                   " scheme FROM files WHERE path = ?1",
+    [S_LIST_USER] = FILE_ROW " WHERE user = ?1 ORDER BY created, path",
+    [S_LIST_ALL] = FILE_ROW " ORDER BY created, path",
+    [S_EXPIRED] = FILE_ROW " WHERE expires > 0 AND expires <= ?1",
+    [S_GET_FILE] = FILE_ROW " WHERE path = ?1",
     [S_AUDIT_USER] = "SELECT id, at, event, user, path, size, detail FROM audit WHERE user = ?1"
                      " ORDER BY id DESC LIMIT ?2",
     [S_AUDIT_ALL] = "SELECT id, at, event, user, path, size, detail FROM audit ORDER BY id DESC LIMIT ?2",

@@ -395,9 +395,9 @@ int hu_storage_sync_shards(const hu_storage *s, const char *const *keys, size_t 
     /* 256 shards: a bitmap says which were synced already */
     uint8_t seen[32] = {0};
     for (size_t i = 0; i < n; i++) {
-        unsigned v = 0;
+        uint8_t v;
         char shard[3] = {keys[i][0], keys[i][1], '\0'};
-        if (sscanf(shard, "%2x", &v) != 1)
+        if (hu_hex_decode(shard, 2, &v, 1) < 0)
             return -EINVAL;
         if (seen[v / 8] & (1u << (v % 8)))
             continue;

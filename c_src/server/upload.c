@@ -228,12 +228,17 @@ static void publish_job(uv_work_t *w) {
     if (u->err < 0) {
         hu_storage_abort(storage_of(u), u->key, u->fd);
     } else {
-        hu_upload_media_probe(cfg, storage_of(u), u->key, u->fd, m->size, m);
+        hu_upload_thumb thumb;
+        hu_upload_media_probe(cfg, u->fd, m->size, m, &thumb);
         uint64_t t0 = uv_hrtime();
         u->err = hu_storage_publish(storage_of(u), u->key, u->fd, u->named, m, 0);
         if (storage_of(u)->do_fsync)
             hu_metrics_fsync(u->conn->srv->metrics, uv_hrtime() - t0);
         u->published = u->err == 0;
+        /* a failed store only loses the thumbnail (a 404 at ?thumbnail, as after a crash) */
+        if (u->published && thumb.data != NULL)
+            hu_storage_put_thumbnail(storage_of(u), u->key, thumb.data, thumb.len);
+        free(thumb.data);
     }
     u->fd = -1;
     if (u->published && (u->err = record_upload(u)) < 0) {

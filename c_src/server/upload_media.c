@@ -31,8 +31,10 @@ static hu_media_ctx *thread_ctx(void) {
  * libmagic's look at) a video of gigabytes would only cost memory and time. */
 #define MEDIA_MAX_BYTES (64u << 20)
 
-void hu_upload_media_probe(const hu_config *cfg, const hu_storage *st, const char *key, int fd,
-                           uint64_t size, hu_file_meta *m) {
+void hu_upload_media_probe(const hu_config *cfg, int fd, uint64_t size, hu_file_meta *m,
+                           hu_upload_thumb *thumb) {
+    thumb->data = NULL;
+    thumb->len = 0;
     if (!cfg->media_metadata || size == 0 || size > MEDIA_MAX_BYTES)
         return;
     hu_media_ctx *ctx = thread_ctx();
@@ -52,8 +54,12 @@ void hu_upload_media_probe(const hu_config *cfg, const hu_storage *st, const cha
         m->height = info.height;
         snprintf(m->blurhash, sizeof m->blurhash, "%s", info.blurhash);
     }
-    if (rc == 0 && info.thumb != NULL && hu_storage_put_thumbnail(st, key, info.thumb, info.thumb_len) == 0)
+    if (rc == 0 && info.thumb != NULL) { /* taken over: stored once the file is published */
+        thumb->data = info.thumb;
+        thumb->len = info.thumb_len;
+        info.thumb = NULL;
         m->thumbnail = 1;
+    }
     if (info.is_image && rc < 0 && rc != -ENOTSUP)
         hu_log(HU_LOG_INFO, "media: %s: no image metadata (%s)", m->path,
                rc == -E2BIG ? "more pixels than media_max_pixels" : "not a decodable image");
