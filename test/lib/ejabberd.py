@@ -68,7 +68,8 @@ class Ejabberd:
     upload_server: "managed" (the module runs the server: the default), "external" (this
     class starts it next to ejabberd, as `upload`), or False (external, and nobody starts it)."""
 
-    def __init__(self, module_opts=None, builtin_upload=False, upload_server="managed", keep=False):
+    def __init__(self, module_opts=None, builtin_upload=False, upload_server="managed", keep=False,
+                 extra_modules=""):
         self.dir = tempfile.mkdtemp(prefix="hu-ejabberd-")
         self.c2s_port = free_port()
         self.http_port = free_port()       # ejabberd's own HTTP listener (built-in upload)
@@ -94,6 +95,8 @@ class Ejabberd:
         self.keep = keep
         self.hosts = ["localhost"]   # virtual hosts (write_config)
         self.with_module = True      # false: ejabberd.yml without mod_http_upload_hmac
+        # more entries of the modules: section, as YAML lines indented by two spaces (e.g. mod_muc)
+        self.extra_modules = extra_modules
 
     # -- configuration ---------------------------------------------------------------------
     def write_config(self):
@@ -142,7 +145,7 @@ modules:
   mod_disco: {{}}
   mod_roster: {{}}
   mod_register: {{ip_access: all}}
-{mod_section}""")
+{self.extra_modules}{mod_section}""")
         with open(self.ctl_cfg, "w") as f:
             f.write(f"""ERLANG_NODE={self.node}
 ERL_DIST_PORT={self.dist_port}
