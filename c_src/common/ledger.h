@@ -75,6 +75,13 @@ typedef struct {
     int64_t expires;         /* 0 = never (retention.h) */
     const char *source_ip;
     const char *scheme;      /* "bearer", "v1", "v2", "token" */
+    /* Media metadata computed from the bytes at upload (c_src/media), as in the file's
+     * record (file_meta.h): */
+    const char *media_type;  /* the type the bytes say (libmagic); NULL = not probed */
+    int type_ok;             /* 1 the signed type matches it, 0 it does not, -1 not known */
+    uint32_t width, height;  /* an image's size; 0 = not an image we decode, or unknown */
+    const char *blurhash;    /* NULL = none */
+    int thumbnail;           /* 1 when a thumbnail was stored */
 } hu_stored_file;
 
 /* Upload completion, in one transaction: deletes the reservation for f->path (if any), inserts

@@ -193,6 +193,12 @@ static int record_upload(hu_upload *u) {
         .expires = m->expires,
         .source_ip = u->conn->peer,
         .scheme = m->scheme,
+        .media_type = m->media_type[0] ? m->media_type : NULL,
+        .type_ok = m->media_type[0] ? m->type_ok : -1,
+        .width = m->width,
+        .height = m->height,
+        .blurhash = m->blurhash[0] ? m->blurhash : NULL,
+        .thumbnail = m->thumbnail,
     };
     hu_server_ledger *sl = &u->conn->set->ledger;
     uint64_t t0 = uv_hrtime();
@@ -235,9 +241,11 @@ static void publish_job(uv_work_t *w) {
         if (storage_of(u)->do_fsync)
             hu_metrics_fsync(u->conn->srv->metrics, uv_hrtime() - t0);
         u->published = u->err == 0;
-        /* a failed store only loses the thumbnail (a 404 at ?thumbnail, as after a crash) */
-        if (u->published && thumb.data != NULL)
-            hu_storage_put_thumbnail(storage_of(u), u->key, thumb.data, thumb.len);
+        /* a failed store only loses the thumbnail (a 404 at ?thumbnail, as after a crash);
+         * the ledger row then says there is none */
+        if (u->published && thumb.data != NULL &&
+            hu_storage_put_thumbnail(storage_of(u), u->key, thumb.data, thumb.len) < 0)
+            m->thumbnail = 0;
         free(thumb.data);
     }
     u->fd = -1;

@@ -127,7 +127,9 @@ static int claim(hu_ledger *l, const char *path, const char *user, uint64_t size
 
 static hu_stored_file file(const char *path, const char *user, uint64_t size)
 {
-    hu_stored_file f = {path, user, size, "image/jpeg", "ab12", 1000, 0, "127.0.0.1", "bearer"};
+    hu_stored_file f = {.path = path, .user = user, .size = size, .content_type = "image/jpeg",
+                        .sha256_hex = "ab12", .created = 1000, .source_ip = "127.0.0.1",
+                        .scheme = "bearer", .type_ok = -1};
     return f;
 }
 

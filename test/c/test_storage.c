@@ -349,7 +349,9 @@ TEST(migration_asks_the_ledger)
     snprintf(db, sizeof db, "%s/ledger.sqlite3", root);
     hu_ledger *l;
     CHECK_INT(hu_ledger_open(db, &l), 0);
-    hu_stored_file f = {"slot/row.pdf", "carol@x", 3, "application/pdf", "cd", 9, 0, NULL, "v1"};
+    hu_stored_file f = {.path = "slot/row.pdf", .user = "carol@x", .size = 3,
+                        .content_type = "application/pdf", .sha256_hex = "cd", .created = 9,
+                        .scheme = "v1", .type_ok = -1};
     CHECK_INT(hu_ledger_commit_upload(l, &f), 0);
     int64_t retry;
     hu_reservation res = {"slot/reserved.pdf", "carol@x", 13, 2000000000, 2000000000,
