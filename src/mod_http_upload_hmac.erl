@@ -114,6 +114,10 @@ mod_opt_type(rate_limit_per_user) -> econf:pos_int(infinity);
 mod_opt_type(media_metadata) -> econf:bool();
 mod_opt_type(media_max_pixels) -> econf:pos_int();
 mod_opt_type(thumbnails) -> econf:bool();
+mod_opt_type(muc_metadata) -> econf:bool();
+mod_opt_type(chat_metadata) -> econf:bool();
+mod_opt_type(file_sharing_metadata) -> econf:bool();
+mod_opt_type(metadata_xmlns) -> econf:binary();
 mod_opt_type(access) -> econf:acl();
 mod_opt_type(name) -> econf:binary();
 mod_opt_type(host) -> econf:host();
@@ -152,6 +156,10 @@ mod_options(Host) ->
      {media_metadata, true},
      {media_max_pixels, 40000000},
      {thumbnails, true},
+     {muc_metadata, true},
+     {chat_metadata, false},
+     {file_sharing_metadata, false},
+     {metadata_xmlns, <<"xmpp:prosody.im/protocol/media-metadata#0">>},
      {access, local},
      {name, <<"HTTP File Upload">>},
      {host, <<"upload.", Host/binary>>},
@@ -285,6 +293,28 @@ mod_doc() ->
            {thumbnails, #{value => "true | false",
                           desc => ?T("A small WebP thumbnail per image, served at the file's "
                                      "URL with ?thumbnail (server only). Default true.")}},
+           {muc_metadata, #{value => "true | false",
+                            desc => ?T("Group-chat messages (mod_muc) whose out-of-band URL "
+                                       "(jabber:x:oob) is one of this service's files get, "
+                                       "inside that element, the file's <metadata> as "
+                                       "Prosody's mod_muc_media_metadata adds it (bytes, "
+                                       "type, blurhash) plus width and height, from the "
+                                       "ledger, without an HTTP request. Other URLs pass "
+                                       "untouched. Needs the ledger. Default true.")}},
+           {chat_metadata, #{value => "true | false",
+                             desc => ?T("The same for one-to-one messages local users send. "
+                                        "Default false.")}},
+           {file_sharing_metadata, #{value => "true | false",
+                                     desc => ?T("Those messages also get a XEP-0447 "
+                                                "<file-sharing> element with XEP-0446 file "
+                                                "metadata (name, size, media-type, sha-256, "
+                                                "width, height, thumbnail) and the URL as its "
+                                                "source. Default false.")}},
+           {metadata_xmlns, #{value => ?T("Namespace"),
+                              desc => ?T("Namespace of the <metadata> element. Default "
+                                         "\"xmpp:prosody.im/protocol/media-metadata#0\"; "
+                                         "Prosody's current module uses "
+                                         "\"https://prosody.im/protocol/media-metadata#0\".")}},
            {access, #{value => ?T("AccessName"),
                       desc => ?T("Who may request slots. Default 'local'.")}},
            {name, #{value => ?T("Name"), desc => ?T("Service discovery name.")}},
@@ -303,6 +333,7 @@ init([ServerHost | _]) ->
             Hosts = gen_mod:get_opt_hosts(Opts),
             lists:foreach(fun(H) -> ejabberd_router:register_route(H, ServerHost) end, Hosts),
             ejabberd_hooks:add(remove_user, ServerHost, ?MODULE, remove_user, 50),
+            register_media_hooks(State, Opts),
             {ok, State#state{hosts = Hosts}};
         {error, Why} ->
             ?CRITICAL_MSG("mod_http_upload_hmac on ~ts cannot start: ~ts", [ServerHost, Why]),
@@ -325,6 +356,8 @@ handle_cast({reload, NewOpts, _OldOpts}, #state{server_host = ServerHost, hosts 
             lists:foreach(fun ejabberd_router:unregister_route/1, OldHosts -- NewHosts),
             lists:foreach(fun(H) -> ejabberd_router:register_route(H, ServerHost) end,
                           NewHosts -- OldHosts),
+            mod_http_upload_hmac_hooks:unregister(ServerHost),
+            register_media_hooks(New, NewOpts),
             {noreply, New#state{hosts = NewHosts}};
         {error, Why} ->
             ?ERROR_MSG("mod_http_upload_hmac: reload failed, keeping the old settings: ~ts", [Why]),
@@ -348,6 +381,7 @@ handle_info(Info, State) ->
 
 terminate(_Reason, #state{server_host = ServerHost, hosts = Hosts}) ->
     ejabberd_hooks:delete(remove_user, ServerHost, ?MODULE, remove_user, 50),
+    mod_http_upload_hmac_hooks:unregister(ServerHost),
     lists:foreach(fun ejabberd_router:unregister_route/1, Hosts).
 
 code_change(_OldVsn, State, _Extra) -> {ok, State}.
@@ -386,6 +420,15 @@ init_state(ServerHost, Opts) ->
         {error, Why} ->
             {error, Why}
     end.
+
+%% The message hooks read the ledger and the GET URLs' base from a persistent term.
+register_media_hooks(#state{server_host = ServerHost, ledger = Ledger, server_url = URL}, Opts) ->
+    mod_http_upload_hmac_hooks:register(
+      ServerHost, #{ledger => Ledger, base => URL,
+                    xmlns => gen_mod:get_opt(metadata_xmlns, Opts),
+                    file_sharing => gen_mod:get_opt(file_sharing_metadata, Opts),
+                    muc => gen_mod:get_opt(muc_metadata, Opts),
+                    chat => gen_mod:get_opt(chat_metadata, Opts)}).
 
 expand(B, Host) when is_binary(B) -> misc:expand_keyword(<<"@HOST@">>, B, Host);
 expand(V, _Host) -> V.
@@ -633,6 +676,12 @@ get_commands_spec() ->
                         result = {res, rescode}},
      #ejabberd_commands{name = upload_list_files, tags = [http_upload],
                         desc = "List a user's uploaded files",
+                        longdesc = "One line per file: PATH SIZE CONTENT-TYPE UPLOADED "
+                                   "MEDIA-TYPE DIMENSIONS CHECK, where MEDIA-TYPE is the type "
+                                   "read from the file's bytes ('-' when not probed), "
+                                   "DIMENSIONS is WxH for an image ('-' otherwise) and CHECK "
+                                   "is 'verified' (the declared type matches the bytes), "
+                                   "'mismatch' or 'unverified'.",
                         module = ?MODULE, function = cmd_list_files,
                         args = [{user, binary}, {host, binary}],
                         args_example = [<<"alice">>, <<"example.org">>],
@@ -691,8 +740,10 @@ cmd_clear_quota(User, Host) ->
 cmd_list_files(User, Host) ->
     case with_ledger(Host, fun(L, _, _) -> hmac_upload_nif:list_files(L, bare(User, Host)) end) of
         {ok, Files} ->
-            [lists:flatten(io_lib:format("~ts ~B ~ts ~ts", [P, S, T, calendar:system_time_to_rfc3339(C)]))
-             || #{path := P, size := S, content_type := T, created := C} <- Files];
+            [lists:flatten(io_lib:format("~ts ~B ~ts ~ts ~ts",
+                                         [P, S, T, calendar:system_time_to_rfc3339(C),
+                                          mod_http_upload_hmac_media:describe(F)]))
+             || #{path := P, size := S, content_type := T, created := C} = F <- Files];
         {error, _} ->
             []
     end.
