@@ -37,6 +37,32 @@ struct hu_ledger {
     char errmsg[256];
 };
 
+/* A stored-file row's columns, in the order both backends insert them and every file-row
+ * read (list, expired, get) returns them ("user" quoted: a reserved word in PostgreSQL).
+ * The media columns (schema v4) are NULL where nothing is known: a file recorded before v4,
+ * or never probed; width and height are NULL for 0, type_ok for -1. */
+#define HU__LEDGER_FILE_COLS                                                                   \
+    "path, \"user\", size, content_type, sha256, created, expires, source_ip, scheme,"          \
+    " media_type, type_ok, width, height, blurhash, thumbnail"
+enum {
+    HU__FC_PATH,
+    HU__FC_USER,
+    HU__FC_SIZE,
+    HU__FC_CONTENT_TYPE,
+    HU__FC_SHA256,
+    HU__FC_CREATED,
+    HU__FC_EXPIRES,
+    HU__FC_SOURCE_IP,
+    HU__FC_SCHEME,
+    HU__FC_MEDIA_TYPE,
+    HU__FC_TYPE_OK,
+    HU__FC_WIDTH,
+    HU__FC_HEIGHT,
+    HU__FC_BLURHASH,
+    HU__FC_THUMBNAIL,
+    HU__FC_COUNT
+};
+
 /* The quota rule both backends apply: 1 when used + reserved + size exceeds quota (0 =
  * unlimited; compared without overflow), with detail (cap bytes) saying why for the audit row;
  * 0 when it fits. */

@@ -23,13 +23,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define RECONNECT_MS 1000 /* at most one reconnection attempt a second */
 #define MAX_RETRIES 30    /* deadlocks or serialization failures before -EAGAIN */
 #define RETRY -EDEADLK    /* inside this file only: run the transaction again */
 
 /* The whole schema at version 3 (the PostgreSQL backend began there). A later version adds
- * its step after it, as ledger_sqlite.c does. */
+ * its step after it (schema_v4, ...), as ledger_sqlite.c does. */
 static const char schema_v3[] =
     "CREATE TABLE files(path TEXT PRIMARY KEY, \"user\" TEXT, size BIGINT NOT NULL,"
     " content_type TEXT, sha256 TEXT, created BIGINT NOT NULL, expires BIGINT NOT NULL DEFAULT 0,"
@@ -54,6 +54,14 @@ static const char schema_v3[] =
     " FOR EACH STATEMENT EXECUTE FUNCTION hu_audit_append_only();"
     "CREATE TABLE schema_version(version INTEGER NOT NULL);"
     "INSERT INTO schema_version VALUES(3);";
+
+/* v4: a file's media metadata (ledger_sqlite.c says what each column holds); NULL where
+ * nothing is known. */
+static const char schema_v4[] =
+    "ALTER TABLE files ADD COLUMN media_type TEXT, ADD COLUMN type_ok BOOLEAN,"
+    " ADD COLUMN width BIGINT, ADD COLUMN height BIGINT, ADD COLUMN blurhash TEXT,"
+    " ADD COLUMN thumbnail BOOLEAN;"
+    "UPDATE schema_version SET version = 4;";
 
 enum {
     P_LOCK_USER,
@@ -80,8 +88,6 @@ enum {
     P_HOLD_RES,
     P_COUNT
 };
-
-#define FILE_COLS "path, \"user\", size, content_type, sha256, created, expires, source_ip, scheme"
 
 static const char *const sql[P_COUNT] = {
     /* the user's sums and quota, the row locked until the transaction ends */
@@ -120,8 +126,9 @@ static const char *const sql[P_COUNT] = {
      * and then nothing else either), its reservation dropped, the bytes moved from the held
      * sum of the reservation's user to the stored sum of the file's (each usage row changed
      * once), an audit row; the count of file rows written */
-    [P_INSERT_FILE] = "WITH f AS (INSERT INTO files(" FILE_COLS ")"
-                      " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
+    [P_INSERT_FILE] = "WITH f AS (INSERT INTO files(" HU__LEDGER_FILE_COLS ")"
+                      " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                      " ON CONFLICT DO NOTHING"
                       " RETURNING path, \"user\", size),"
                       " d AS (DELETE FROM reservations WHERE path = $1 AND EXISTS (SELECT 1 FROM f)"
                       " RETURNING \"user\", size, counted),"
@@ -133,7 +140,7 @@ static const char *const sql[P_COUNT] = {
                       " FROM delta ON CONFLICT(\"user\") DO UPDATE SET"
                       " stored = usage.stored + excluded.stored, held = usage.held + excluded.held),"
                       " a AS (INSERT INTO audit(at, event, \"user\", path, size, detail)"
-                      " SELECT $6, 'upload', $2, $1, $3, $10 FROM f)"
+                      " SELECT $6, 'upload', $2, $1, $3, $16 FROM f)"
                       " SELECT COUNT(*) FROM f",
     [P_ADD_USAGE] = "INSERT INTO usage(\"user\", stored, held) VALUES($1, $2, $3)"
                     " ON CONFLICT(\"user\") DO UPDATE SET stored = usage.stored + excluded.stored,"
@@ -149,10 +156,11 @@ static const char *const sql[P_COUNT] = {
                       " WHERE usage.\"user\" = d.\"user\")"
                       " INSERT INTO audit(at, event, \"user\", path, size, detail)"
                       " SELECT $2, 'delete', d.\"user\", $1, d.size, $3 FROM d",
-    [P_LIST_USER] = "SELECT " FILE_COLS " FROM files WHERE \"user\" = $1 ORDER BY created, path",
-    [P_LIST_ALL] = "SELECT " FILE_COLS " FROM files ORDER BY created, path",
-    [P_EXPIRED] = "SELECT " FILE_COLS " FROM files WHERE expires > 0 AND expires <= $1",
-    [P_GET_FILE] = "SELECT " FILE_COLS " FROM files WHERE path = $1",
+    [P_LIST_USER] = "SELECT " HU__LEDGER_FILE_COLS " FROM files WHERE \"user\" = $1"
+                    " ORDER BY created, path",
+    [P_LIST_ALL] = "SELECT " HU__LEDGER_FILE_COLS " FROM files ORDER BY created, path",
+    [P_EXPIRED] = "SELECT " HU__LEDGER_FILE_COLS " FROM files WHERE expires > 0 AND expires <= $1",
+    [P_GET_FILE] = "SELECT " HU__LEDGER_FILE_COLS " FROM files WHERE path = $1",
     [P_AUDIT_USER] = "SELECT id, at, event, \"user\", path, size, detail FROM audit"
                      " WHERE \"user\" = $1 ORDER BY id DESC LIMIT $2",
     [P_AUDIT_ALL] = "SELECT id, at, event, \"user\", path, size, detail FROM audit"
@@ -179,10 +187,10 @@ typedef struct {
     unsigned seed;      /* for the retry back-off */
 } pg_ledger;
 
-/* Up to 10 parameters in text form, integers formatted in place. */
+/* Up to 16 parameters in text form, integers formatted in place. */
 typedef struct {
-    const char *v[10];
-    char num[10][24];
+    const char *v[16];
+    char num[16][24];
     int n;
 } args;
 
@@ -192,6 +200,19 @@ static void a_int(args *a, int64_t x) {
     snprintf(a->num[a->n], sizeof a->num[a->n], "%lld", (long long)x);
     a->v[a->n] = a->num[a->n];
     a->n++;
+}
+
+/* x, or NULL when it is not known. */
+static void a_int_or_null(args *a, int64_t x, int known) {
+    if (known)
+        a_int(a, x);
+    else
+        a->v[a->n++] = NULL;
+}
+
+/* true or false, or NULL when it is not known. */
+static void a_bool_or_null(args *a, int b, int known) {
+    a->v[a->n++] = !known ? NULL : b ? "true" : "false";
 }
 
 static uint64_t now_ms(void) {
@@ -271,6 +292,17 @@ static int64_t get_i64(const PGresult *r, int row, int col) {
 
 static const char *get_text(const PGresult *r, int row, int col) {
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+/* A boolean column: 1 for true, 0 for false or NULL. */
+static int get_bool(const PGresult *r, int row, int col) {
+    return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
+}
+
+/* A width or height: NULL (unknown) and anything out of range read as 0. */
+static uint32_t get_u32(const PGresult *r, int row, int col) {
+    int64_t v = get_i64(r, row, col);
+    return v > 0 && v <= UINT32_MAX ? (uint32_t)v : 0;
 }
 
 static void quiet(void *arg, const char *message) {
@@ -404,6 +436,8 @@ static int migrate(pg_ledger *l) {
     }
     if (rc == 0 && version < 3)
         rc = simple(l, schema_v3);
+    if (rc == 0 && version < 4)
+        rc = simple(l, schema_v4);
     if (rc == 0)
         rc = simple(l, "COMMIT");
     if (rc < 0 && PQstatus(l->conn) == CONNECTION_OK) {
@@ -700,6 +734,12 @@ static int record_in_tx(pg_ledger *l, const hu_stored_file *f) {
     a_int(&a, f->expires);
     a_text(&a, f->source_ip);
     a_text(&a, f->scheme);
+    a_text(&a, f->media_type);
+    a_bool_or_null(&a, f->type_ok, f->type_ok >= 0);
+    a_int_or_null(&a, f->width, f->width > 0);
+    a_int_or_null(&a, f->height, f->height > 0);
+    a_text(&a, f->blurhash);
+    a_bool_or_null(&a, f->thumbnail, 1);
     a_text(&a, detail);
     PGresult *res;
     int rc = exec(l, P_INSERT_FILE, &a, &res);
@@ -858,16 +898,23 @@ static int each_file(pg_ledger *l, query_ctx *c, hu_ledger_file_cb cb, void *ctx
         return rc;
     int rows = PQntuples(c->res);
     for (int i = 0; i < rows; i++) {
+        const PGresult *r = c->res;
         hu_stored_file f = {
-            .path = get_text(c->res, i, 0),
-            .user = get_text(c->res, i, 1),
-            .size = (uint64_t)get_i64(c->res, i, 2),
-            .content_type = get_text(c->res, i, 3),
-            .sha256_hex = get_text(c->res, i, 4),
-            .created = get_i64(c->res, i, 5),
-            .expires = get_i64(c->res, i, 6),
-            .source_ip = get_text(c->res, i, 7),
-            .scheme = get_text(c->res, i, 8),
+            .path = get_text(r, i, HU__FC_PATH),
+            .user = get_text(r, i, HU__FC_USER),
+            .size = (uint64_t)get_i64(r, i, HU__FC_SIZE),
+            .content_type = get_text(r, i, HU__FC_CONTENT_TYPE),
+            .sha256_hex = get_text(r, i, HU__FC_SHA256),
+            .created = get_i64(r, i, HU__FC_CREATED),
+            .expires = get_i64(r, i, HU__FC_EXPIRES),
+            .source_ip = get_text(r, i, HU__FC_SOURCE_IP),
+            .scheme = get_text(r, i, HU__FC_SCHEME),
+            .media_type = get_text(r, i, HU__FC_MEDIA_TYPE),
+            .type_ok = PQgetisnull(r, i, HU__FC_TYPE_OK) ? -1 : get_bool(r, i, HU__FC_TYPE_OK),
+            .width = get_u32(r, i, HU__FC_WIDTH),
+            .height = get_u32(r, i, HU__FC_HEIGHT),
+            .blurhash = get_text(r, i, HU__FC_BLURHASH),
+            .thumbnail = get_bool(r, i, HU__FC_THUMBNAIL), /* NULL reads 0 */
         };
         (*n)++;
         if (cb(ctx, &f))

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define BUSY_TIMEOUT_MS 5000
 
 static const char schema_v1[] =
@@ -65,6 +65,17 @@ static const char schema_v3[] =
     "DROP INDEX IF EXISTS reservations_expires;"
     "CREATE INDEX reservations_held ON reservations(user, held_until) WHERE counted = 1;";
 
+/* v4: a file's media metadata, computed from its bytes at upload (c_src/media): the type the
+ * bytes say, whether the signed type agrees (1/0), an image's size and BlurHash, whether a
+ * thumbnail was stored. NULL where nothing is known (rows from before, files not probed). */
+static const char schema_v4[] =
+    "ALTER TABLE files ADD COLUMN media_type TEXT;"
+    "ALTER TABLE files ADD COLUMN type_ok INTEGER;"
+    "ALTER TABLE files ADD COLUMN width INTEGER;"
+    "ALTER TABLE files ADD COLUMN height INTEGER;"
+    "ALTER TABLE files ADD COLUMN blurhash TEXT;"
+    "ALTER TABLE files ADD COLUMN thumbnail INTEGER;";
+
 enum {
     S_BEGIN,
     S_COMMIT,
@@ -97,8 +108,7 @@ enum {
 };
 
 /* A stored-file row as each_file() reads it. */
-#define FILE_ROW                                                                             \
-    "SELECT path, user, size, content_type, sha256, created, expires, source_ip, scheme FROM files"
+#define FILE_ROW "SELECT " HU__LEDGER_FILE_COLS " FROM files"
 
 static const char *const sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -120,8 +130,8 @@ static const char *const sql[S_COUNT] = {
     [S_INSERT_RES] = "INSERT INTO reservations(path, user, size, expires, held_until, keep,"
                      " expire_before, counted) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [S_DELETE_RES] = "DELETE FROM reservations WHERE path = ?1 RETURNING user, size, counted",
-    [S_INSERT_FILE] = "INSERT INTO files(path, user, size, content_type, sha256, created, expires,"
-                      " source_ip, scheme) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_INSERT_FILE] = "INSERT INTO files(" HU__LEDGER_FILE_COLS ") VALUES(?1, ?2, ?3, ?4, ?5,"
+                      " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     [S_AUDIT] = "INSERT INTO audit(at, event, user, path, size, detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [S_SET_QUOTA] = "INSERT INTO quotas(user, quota) VALUES(?1, ?2)"
                     " ON CONFLICT(user) DO UPDATE SET quota = excluded.quota",
@@ -179,6 +189,14 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v) {
         sqlite3_bind_null(s, i);
 }
 
+/* v, or NULL when it is not known. */
+static void bind_int_or_null(sqlite3_stmt *s, int i, int64_t v, int known) {
+    if (known)
+        sqlite3_bind_int64(s, i, v);
+    else
+        sqlite3_bind_null(s, i);
+}
+
 /* Runs a statement that returns no rows (or whose rows we ignore). */
 static int run(sq_ledger *l, sqlite3_stmt *s) {
     int rc;
@@ -229,6 +247,8 @@ static int migrate(sq_ledger *l) {
         rc = sqlite3_exec(l->db, schema_v2, NULL, NULL, &msg);
     if (rc == SQLITE_OK && version < 3)
         rc = sqlite3_exec(l->db, schema_v3, NULL, NULL, &msg);
+    if (rc == SQLITE_OK && version < 4)
+        rc = sqlite3_exec(l->db, schema_v4, NULL, NULL, &msg);
     if (rc == SQLITE_OK && version < SCHEMA_VERSION) {
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", SCHEMA_VERSION);
@@ -569,15 +589,21 @@ static int record_in_tx(sq_ledger *l, const hu_stored_file *f) {
     if (f->size > INT64_MAX)
         return -EINVAL;
     sqlite3_stmt *s = stmt(l, S_INSERT_FILE);
-    bind_text(s, 1, f->path);
-    bind_text(s, 2, f->user);
-    sqlite3_bind_int64(s, 3, (int64_t)f->size);
-    bind_text(s, 4, f->content_type);
-    bind_text(s, 5, f->sha256_hex);
-    sqlite3_bind_int64(s, 6, f->created);
-    sqlite3_bind_int64(s, 7, f->expires);
-    bind_text(s, 8, f->source_ip);
-    bind_text(s, 9, f->scheme);
+    bind_text(s, HU__FC_PATH + 1, f->path);
+    bind_text(s, HU__FC_USER + 1, f->user);
+    sqlite3_bind_int64(s, HU__FC_SIZE + 1, (int64_t)f->size);
+    bind_text(s, HU__FC_CONTENT_TYPE + 1, f->content_type);
+    bind_text(s, HU__FC_SHA256 + 1, f->sha256_hex);
+    sqlite3_bind_int64(s, HU__FC_CREATED + 1, f->created);
+    sqlite3_bind_int64(s, HU__FC_EXPIRES + 1, f->expires);
+    bind_text(s, HU__FC_SOURCE_IP + 1, f->source_ip);
+    bind_text(s, HU__FC_SCHEME + 1, f->scheme);
+    bind_text(s, HU__FC_MEDIA_TYPE + 1, f->media_type);
+    bind_int_or_null(s, HU__FC_TYPE_OK + 1, f->type_ok, f->type_ok >= 0);
+    bind_int_or_null(s, HU__FC_WIDTH + 1, f->width, f->width > 0);
+    bind_int_or_null(s, HU__FC_HEIGHT + 1, f->height, f->height > 0);
+    bind_text(s, HU__FC_BLURHASH + 1, f->blurhash);
+    sqlite3_bind_int(s, HU__FC_THUMBNAIL + 1, f->thumbnail ? 1 : 0);
     int rc = run(l, s);
     if (rc < 0)
         return sqlite3_extended_errcode(l->db) == SQLITE_CONSTRAINT_PRIMARYKEY ? -EEXIST : rc;
@@ -666,20 +692,33 @@ static const char *col_text(sqlite3_stmt *s, int i) {
     return (const char *)sqlite3_column_text(s, i);
 }
 
+/* A width or height: NULL (unknown) and anything out of range read as 0. */
+static uint32_t col_u32(sqlite3_stmt *s, int i) {
+    int64_t v = sqlite3_column_int64(s, i);
+    return v > 0 && v <= UINT32_MAX ? (uint32_t)v : 0;
+}
+
 static int each_file(sq_ledger *l, sqlite3_stmt *s, hu_ledger_file_cb cb, void *ctx, int *n) {
     int rc;
     *n = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int type_known = sqlite3_column_type(s, HU__FC_TYPE_OK) != SQLITE_NULL;
         hu_stored_file f = {
-            .path = col_text(s, 0),
-            .user = col_text(s, 1),
-            .size = (uint64_t)sqlite3_column_int64(s, 2),
-            .content_type = col_text(s, 3),
-            .sha256_hex = col_text(s, 4),
-            .created = sqlite3_column_int64(s, 5),
-            .expires = sqlite3_column_int64(s, 6),
-            .source_ip = col_text(s, 7),
-            .scheme = col_text(s, 8),
+            .path = col_text(s, HU__FC_PATH),
+            .user = col_text(s, HU__FC_USER),
+            .size = (uint64_t)sqlite3_column_int64(s, HU__FC_SIZE),
+            .content_type = col_text(s, HU__FC_CONTENT_TYPE),
+            .sha256_hex = col_text(s, HU__FC_SHA256),
+            .created = sqlite3_column_int64(s, HU__FC_CREATED),
+            .expires = sqlite3_column_int64(s, HU__FC_EXPIRES),
+            .source_ip = col_text(s, HU__FC_SOURCE_IP),
+            .scheme = col_text(s, HU__FC_SCHEME),
+            .media_type = col_text(s, HU__FC_MEDIA_TYPE),
+            .type_ok = type_known ? sqlite3_column_int(s, HU__FC_TYPE_OK) != 0 : -1,
+            .width = col_u32(s, HU__FC_WIDTH),
+            .height = col_u32(s, HU__FC_HEIGHT),
+            .blurhash = col_text(s, HU__FC_BLURHASH),
+            .thumbnail = sqlite3_column_int(s, HU__FC_THUMBNAIL) != 0, /* NULL reads 0 */
         };
         (*n)++;
         if (cb(ctx, &f)) {

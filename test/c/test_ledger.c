@@ -133,6 +133,63 @@ static hu_stored_file file(const char *path, const char *user, uint64_t size)
     return f;
 }
 
+/* A file row as a callback saw it, copied (its strings live during the call only). */
+typedef struct {
+    int n;
+    char path[64], media_type[64], blurhash[168];
+    int has_media_type, has_blurhash, type_ok, thumbnail;
+    uint32_t width, height;
+} seen_file;
+
+static void copy_opt(char *dst, size_t cap, int *has, const char *src)
+{
+    *has = src != NULL;
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static int seen_cb(void *ctx, const hu_stored_file *f)
+{
+    seen_file *s = ctx;
+    s->n++;
+    snprintf(s->path, sizeof s->path, "%s", f->path);
+    copy_opt(s->media_type, sizeof s->media_type, &s->has_media_type, f->media_type);
+    copy_opt(s->blurhash, sizeof s->blurhash, &s->has_blurhash, f->blurhash);
+    s->type_ok = f->type_ok;
+    s->width = f->width;
+    s->height = f->height;
+    s->thumbnail = f->thumbnail;
+    return 0;
+}
+
+/* The first column of the first row of a query run straight on the database, as text ("NULL"
+ * for NULL), in out; 0 or -1. */
+static int raw_value(const char *sql, char *out, size_t cap)
+{
+    snprintf(out, cap, "(no row)");
+    if (pg_url != NULL) {
+        if (raw_pg == NULL && pg_sql("SELECT 1") < 0) return -1;
+        PGresult *r = PQexec(raw_pg, sql);
+        int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok) fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+        if (ok && PQntuples(r) > 0)
+            snprintf(out, cap, "%s", PQgetisnull(r, 0, 0) ? "NULL" : PQgetvalue(r, 0, 0));
+        PQclear(r);
+        return ok ? 0 : -1;
+    }
+    sqlite3 *raw;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open(db, &raw) != SQLITE_OK) return -1;
+    int rc = sqlite3_prepare_v2(raw, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *v = sqlite3_column_text(st, 0);
+        snprintf(out, cap, "%s", v ? (const char *)v : "NULL");
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) fprintf(stderr, "%s: %s\n", sql, sqlite3_errmsg(raw));
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
 TEST(schema_created_and_reopened)
 {
     hu_ledger *l = fresh();
@@ -224,6 +281,83 @@ TEST(files_listing_deletion_expiry_and_audit)
     events[0] = '\0';
     CHECK_INT(hu_ledger_audit_recent(l, "bob@x", 10, audit_cb, events), 0);
     CHECK_STR(events, "upload,");
+    cleanup(l);
+}
+
+/* The media metadata of a file (schema v4) comes back as it went in from every file-row read:
+ * a probed image, a file whose bytes contradict its signed type, a file never probed. */
+TEST(media_metadata_round_trips)
+{
+    hu_ledger *l = fresh();
+    CHECK(l != NULL);
+    hu_stored_file img = file("m1/cat.jpg", "alice@x", 100);
+    img.media_type = "image/jpeg";
+    img.type_ok = 1;
+    img.width = 4032;
+    img.height = 3024;
+    img.blurhash = "LEHV6nWB2yk8pyo0adR*.7kCMdnj";
+    img.thumbnail = 1;
+    img.expires = 5000;
+    hu_stored_file liar = file("m2/doc.pdf", "alice@x", 200);
+    liar.content_type = "application/pdf";
+    liar.media_type = "image/png";
+    liar.type_ok = 0;
+    hu_stored_file plain = file("m3/notes.txt", "alice@x", 300); /* never probed */
+    CHECK_INT(hu_ledger_commit_upload(l, &img), 0);
+    CHECK_INT(hu_ledger_commit_upload(l, &liar), 0);
+    CHECK_INT(hu_ledger_commit_upload(l, &plain), 0);
+
+    seen_file s = {0};
+    CHECK_INT(hu_ledger_get_file(l, "m1/cat.jpg", seen_cb, &s), 0);
+    CHECK_INT(s.n, 1);
+    CHECK_STR(s.media_type, "image/jpeg");
+    CHECK_INT(s.type_ok, 1);
+    CHECK_INT(s.width, 4032);
+    CHECK_INT(s.height, 3024);
+    CHECK_STR(s.blurhash, "LEHV6nWB2yk8pyo0adR*.7kCMdnj");
+    CHECK_INT(s.thumbnail, 1);
+    memset(&s, 0, sizeof s);
+    CHECK_INT(hu_ledger_expired_files(l, 5000, seen_cb, &s), 0);
+    CHECK_INT(s.n, 1);
+    CHECK_STR(s.path, "m1/cat.jpg");
+    CHECK_INT(s.width, 4032);
+    CHECK_STR(s.blurhash, "LEHV6nWB2yk8pyo0adR*.7kCMdnj");
+
+    memset(&s, 0, sizeof s);
+    CHECK_INT(hu_ledger_get_file(l, "m2/doc.pdf", seen_cb, &s), 0);
+    CHECK_STR(s.media_type, "image/png");
+    CHECK_INT(s.type_ok, 0);
+    CHECK_INT(s.width, 0);
+    CHECK_INT(s.height, 0);
+    CHECK_INT(s.has_blurhash, 0);
+    CHECK_INT(s.thumbnail, 0);
+
+    memset(&s, 0, sizeof s);
+    CHECK_INT(hu_ledger_get_file(l, "m3/notes.txt", seen_cb, &s), 0);
+    CHECK_INT(s.has_media_type, 0);
+    CHECK_INT(s.type_ok, -1);
+    CHECK_INT(s.width, 0);
+    CHECK_INT(s.has_blurhash, 0);
+    CHECK_INT(s.thumbnail, 0);
+
+    /* list_files reads the same columns (the last row listed is the last one recorded) */
+    memset(&s, 0, sizeof s);
+    CHECK_INT(hu_ledger_list_files(l, "alice@x", seen_cb, &s), 0);
+    CHECK_INT(s.n, 3);
+    memset(&s, 0, sizeof s);
+    CHECK_INT(hu_ledger_list_files(l, NULL, seen_cb, &s), 0);
+    CHECK_INT(s.n, 3);
+
+    /* what is not known is NULL in the table, not 0 or "" */
+    char v[64];
+    CHECK_INT(raw_value("SELECT COUNT(*) FROM files WHERE media_type IS NULL AND type_ok IS NULL"
+                        " AND width IS NULL AND height IS NULL AND blurhash IS NULL", v, sizeof v), 0);
+    CHECK_STR(v, "1");
+    CHECK_INT(raw_value("SELECT COUNT(*) FROM files WHERE width IS NULL AND height IS NULL"
+                        " AND blurhash IS NULL", v, sizeof v), 0);
+    CHECK_STR(v, "2");
+    CHECK_INT(raw_value("SELECT width FROM files WHERE path = 'm1/cat.jpg'", v, sizeof v), 0);
+    CHECK_STR(v, "4032");
     cleanup(l);
 }
 
@@ -393,6 +527,99 @@ TEST(schema_v1_ledger_migrates)
     cleanup(l);
 }
 
+/* A ledger at schema v3 (the last one before the media columns) with a file in it opens: the
+ * row is kept, its media columns are NULL, and new rows carry their metadata. */
+TEST(schema_v3_ledger_migrates_to_v4)
+{
+    CHECK_INT(new_location(), 0);
+    /* v3 as each backend created it, reduced to what the migration touches or reads */
+    if (pg_url != NULL) {
+        CHECK_INT(pg_sql(
+            "CREATE TABLE files(path TEXT PRIMARY KEY, \"user\" TEXT, size BIGINT NOT NULL,"
+            " content_type TEXT, sha256 TEXT, created BIGINT NOT NULL, expires BIGINT NOT NULL"
+            " DEFAULT 0, source_ip TEXT, scheme TEXT);"
+            "CREATE TABLE reservations(path TEXT PRIMARY KEY, \"user\" TEXT NOT NULL,"
+            " size BIGINT NOT NULL, expires BIGINT NOT NULL, held_until BIGINT NOT NULL DEFAULT 0,"
+            " keep BIGINT NOT NULL DEFAULT -1, expire_before BIGINT NOT NULL DEFAULT 0,"
+            " counted INTEGER NOT NULL DEFAULT 0);"
+            "CREATE TABLE quotas(\"user\" TEXT PRIMARY KEY, quota BIGINT NOT NULL);"
+            "CREATE TABLE usage(\"user\" TEXT PRIMARY KEY, stored BIGINT NOT NULL DEFAULT 0,"
+            " held BIGINT NOT NULL DEFAULT 0);"
+            "CREATE TABLE audit(id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            " at BIGINT NOT NULL, event TEXT NOT NULL, \"user\" TEXT, path TEXT,"
+            " size BIGINT NOT NULL DEFAULT 0, detail TEXT);"
+            "CREATE TABLE schema_version(version INTEGER NOT NULL);"
+            "INSERT INTO schema_version VALUES(3);"
+            "INSERT INTO files VALUES('old/c.png', 'jo@x', 200, 'image/png', 'ab', 1, 0,"
+            " '::1', 'bearer');"
+            "INSERT INTO usage VALUES('jo@x', 200, 0);"), 0);
+    } else {
+        sqlite3 *raw;
+        CHECK_INT(sqlite3_open(db, &raw), SQLITE_OK);
+        CHECK_INT(sqlite3_exec(raw,
+            "CREATE TABLE files(path TEXT PRIMARY KEY, user TEXT, size INTEGER NOT NULL,"
+            " content_type TEXT, sha256 TEXT, created INTEGER NOT NULL, expires INTEGER NOT NULL"
+            " DEFAULT 0, source_ip TEXT, scheme TEXT);"
+            "CREATE TABLE reservations(path TEXT PRIMARY KEY, user TEXT NOT NULL,"
+            " size INTEGER NOT NULL, expires INTEGER NOT NULL,"
+            " held_until INTEGER NOT NULL DEFAULT 0, keep INTEGER NOT NULL DEFAULT -1,"
+            " expire_before INTEGER NOT NULL DEFAULT 0, counted INTEGER NOT NULL DEFAULT 0);"
+            "CREATE TABLE quotas(user TEXT PRIMARY KEY, quota INTEGER NOT NULL);"
+            "CREATE TABLE audit(id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,"
+            " event TEXT NOT NULL, user TEXT, path TEXT, size INTEGER NOT NULL DEFAULT 0, detail TEXT);"
+            "CREATE TABLE usage(user TEXT PRIMARY KEY, stored INTEGER NOT NULL DEFAULT 0,"
+            " held INTEGER NOT NULL DEFAULT 0);"
+            "INSERT INTO files VALUES('old/c.png', 'jo@x', 200, 'image/png', 'ab', 1, 0, '::1',"
+            " 'bearer');"
+            "INSERT INTO usage VALUES('jo@x', 200, 0);"
+            "PRAGMA user_version = 3;", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(raw);
+    }
+    hu_ledger *l = NULL;
+    int rc = hu_ledger_open(db, &l);
+    if (rc < 0) fprintf(stderr, "open: %s\n", hu_ledger_errmsg(l));
+    CHECK_INT(rc, 0);
+    char v[64];
+    CHECK_INT(raw_value(pg_url ? "SELECT MAX(version) FROM schema_version" : "PRAGMA user_version",
+                        v, sizeof v), 0);
+    CHECK_STR(v, "4");
+    CHECK_INT(raw_value("SELECT COUNT(*) FROM files WHERE path = 'old/c.png' AND size = 200"
+                        " AND sha256 = 'ab' AND media_type IS NULL AND type_ok IS NULL"
+                        " AND width IS NULL AND height IS NULL AND blurhash IS NULL"
+                        " AND thumbnail IS NULL", v, sizeof v), 0);
+    CHECK_STR(v, "1");
+    seen_file s = {0};
+    CHECK_INT(hu_ledger_get_file(l, "old/c.png", seen_cb, &s), 0);
+    CHECK_INT(s.n, 1);
+    CHECK_INT(s.has_media_type, 0);
+    CHECK_INT(s.type_ok, -1);
+    CHECK_INT(s.width, 0);
+    CHECK_INT(s.height, 0);
+    CHECK_INT(s.has_blurhash, 0);
+    CHECK_INT(s.thumbnail, 0);
+    uint64_t u, r, q;
+    CHECK_INT(hu_ledger_usage(l, "jo@x", 1000, 0, &u, &r, &q), 0);
+    CHECK_INT(u, 200);
+    /* and the migrated ledger records a new upload's metadata */
+    hu_stored_file f = file("new/d.png", "jo@x", 10);
+    f.media_type = "image/png";
+    f.type_ok = 1;
+    f.width = 16;
+    f.height = 9;
+    f.blurhash = "L00000fQfQfQfQfQfQfQfQfQfQfQ";
+    CHECK_INT(hu_ledger_commit_upload(l, &f), 0);
+    memset(&s, 0, sizeof s);
+    CHECK_INT(hu_ledger_get_file(l, "new/d.png", seen_cb, &s), 0);
+    CHECK_STR(s.media_type, "image/png");
+    CHECK_INT(s.width, 16);
+    CHECK_INT(s.height, 9);
+    /* opened again: already v4, nothing to do */
+    hu_ledger *again = NULL;
+    CHECK_INT(hu_ledger_open(db, &again), 0);
+    hu_ledger_close(again);
+    cleanup(l);
+}
+
 /* What a user stores and holds at now, added up the slow way straight from the tables: the
  * truth the running sums (usage) must always agree with. */
 static void recount(const char *user, int64_t now, int64_t *stored, int64_t *held)
@@ -514,11 +741,11 @@ TEST(newer_schema_is_refused)
     CHECK(l != NULL);
     hu_ledger_close(l);
     if (pg_url != NULL) {
-        CHECK_INT(pg_sql("UPDATE schema_version SET version = 4"), 0);
+        CHECK_INT(pg_sql("UPDATE schema_version SET version = 5"), 0);
     } else {
         sqlite3 *raw;
         CHECK_INT(sqlite3_open(db, &raw), SQLITE_OK);
-        CHECK_INT(sqlite3_exec(raw, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+        CHECK_INT(sqlite3_exec(raw, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(raw);
     }
     l = NULL;
@@ -672,10 +899,12 @@ TEST_MAIN({
     RUN(schema_created_and_reopened);
     RUN(quota_reservations_and_completion);
     RUN(files_listing_deletion_expiry_and_audit);
+    RUN(media_metadata_round_trips);
     RUN(fifty_processes_never_over_commit);
     RUN(claim_at_upload_start);
     RUN(hold_lapses_but_the_slot_and_its_retention_stay);
     if (pg_url == NULL) RUN(schema_v1_ledger_migrates); /* raw SQLite v1 */
+    RUN(schema_v3_ledger_migrates_to_v4);
     RUN(running_sums_agree_with_a_recount);
     RUN(newer_schema_is_refused);
     RUN(first_open_from_ten_processes_at_once);
