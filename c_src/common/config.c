@@ -23,7 +23,8 @@
  * and so do we, so a typo never silently falls back to a default. */
 static const char *const module_only[] = {"access", "hosts", "host", "name", "rm_on_unregister",
                                           "upload_server", "reservation_time",
-                                          "purpose_retention", NULL};
+                                          "purpose_retention", "muc_metadata", "chat_metadata",
+                                          "file_sharing_metadata", "metadata_xmlns", NULL};
 static const char *const server_options[] = {
     "hmac_server_url", "hmac_shared_secret", "hmac_shared_secret_file", "hmac_previous_secrets",
     "max_size", "quota_per_user", "token_expiry", "allowed_extensions", "listen", "storage_dir",
@@ -512,7 +513,11 @@ static int read_options(reader *r, hu_config *c, const char *base_dir)
     if ((rc = get_uint(r, "idle_timeout", 60, 0, 0, 1, 86400, &v)) < 0) return rc;
     c->idle_timeout = (uint32_t)v;
     if ((rc = get_string(r, "access_log", NULL, &c->access_log)) < 0) return rc;
-    if ((rc = get_bool(r, "rm_on_unregister", 1, &b)) < 0) return rc; /* validated, module's */
+    /* validated, the module's */
+    if ((rc = get_bool(r, "rm_on_unregister", 1, &b)) < 0) return rc;
+    if ((rc = get_bool(r, "muc_metadata", 1, &b)) < 0) return rc;
+    if ((rc = get_bool(r, "chat_metadata", 0, &b)) < 0) return rc;
+    if ((rc = get_bool(r, "file_sharing_metadata", 0, &b)) < 0) return rc;
     if ((rc = get_uint(r, "rate_limit_per_ip", 0, 1, 0, 1, 1000000, &v)) < 0) return rc;
     c->rate_limit_ip = (uint32_t)v;
     if ((rc = get_uint(r, "rate_limit_per_user", 0, 1, 0, 1, 1000000, &v)) < 0) return rc;

@@ -80,7 +80,11 @@ TEST(every_option)
         "    access: local\n"
         "    hosts: [\"upload.@HOST@\"]\n"
         "    name: \"Upload\"\n"
-        "    rm_on_unregister: false\n";
+        "    rm_on_unregister: false\n"
+        "    muc_metadata: false\n"
+        "    chat_metadata: true\n"
+        "    file_sharing_metadata: true\n"
+        "    metadata_xmlns: \"https://prosody.im/protocol/media-metadata#0\"\n";
     hu_config c;
     CHECK_INT(parse(yml, NULL, &c), 0);
     CHECK_STR(c.server_url, "https://example.org/files/up/");
@@ -171,6 +175,7 @@ TEST(errors_name_the_key)
     expect_error("    hmac_server_url: \"ftp://x/\"\n", "hmac_server_url: expected an http");
     expect_error("    legacy_protocols: [v3]\n", "legacy_protocols: unknown protocol \"v3\"");
     expect_error("    fsync: maybe\n", "fsync: expected true or false");
+    expect_error("    chat_metadata: maybe\n", "chat_metadata: expected true or false");
     expect_error("    allowed_extensions: jpg\n", "allowed_extensions: expected a list");
     expect_error("    cors_origins: [[a]]\n", "cors_origins: item 1: expected a string");
     expect_error("    no_such_option: 1\n", "modules.mod_http_upload_hmac.no_such_option: unknown option");
