@@ -7,8 +7,24 @@
 
 -export([load/0, mint_bearer/6, check_filename/1, check_content_type/1, default_path/2,
          storage_open/1, storage_migrate/2, delete_stored/4, secret_file_read/2, ledger_open/1, reserve/7,
-         retry_at/3, usage/4, set_quota/3, list_files/2, delete_file/3, audit_recent/3,
-         audit/7, server_config/2]).
+         retry_at/3, usage/4, set_quota/3, list_files/2, get_file/2, delete_file/3,
+         audit_recent/3, audit/7, server_config/2]).
+
+-export_type([stored_file/0]).
+
+%% A stored file's ledger row. The media metadata was computed from the bytes at upload:
+%% media_type is the type they say (undefined: not probed), type_ok whether the signed
+%% content_type agrees (undefined: not known), width and height an image's (undefined: not
+%% an image decoded), blurhash its BlurHash, thumbnail whether one was stored (served at the
+%% file's URL with ?thumbnail).
+-type stored_file() :: #{path := binary(), user := binary() | undefined,
+                         size := non_neg_integer(), content_type := binary() | undefined,
+                         sha256 := binary() | undefined, created := integer(),
+                         expires := integer(), source_ip := binary() | undefined,
+                         scheme := binary() | undefined, media_type := binary() | undefined,
+                         type_ok := boolean() | undefined,
+                         width := pos_integer() | undefined, height := pos_integer() | undefined,
+                         blurhash := binary() | undefined, thumbnail := boolean()}.
 
 -on_load(load/0).
 
@@ -91,8 +107,16 @@ usage(_Ledger, _User, _Now, _DefaultQuota) -> erlang:nif_error(not_loaded).
 -spec set_quota(reference(), binary(), non_neg_integer() | default) -> ok | {error, atom()}.
 set_quota(_Ledger, _User, _Quota) -> erlang:nif_error(not_loaded).
 
--spec list_files(reference(), binary()) -> {ok, [map()]} | {error, atom()}.
+%% User's files, oldest first.
+-spec list_files(reference(), binary()) -> {ok, [stored_file()]} | {error, atom()}.
 list_files(_Ledger, _User) -> erlang:nif_error(not_loaded).
+
+%% One file by its ledger path, <<"<slot>/<filename>">> percent-decoded (as in its GET URL
+%% after the base). {error, enoent} when there is no such row (also for a Path no row can
+%% have: too long, a NUL); {error, ledger_unavailable | eagain | eio} when the ledger cannot
+%% answer now.
+-spec get_file(reference(), binary()) -> {ok, stored_file()} | {error, atom()}.
+get_file(_Ledger, _Path) -> erlang:nif_error(not_loaded).
 
 -spec delete_file(reference(), binary(), binary()) -> ok | {error, atom()}.
 delete_file(_Ledger, _Path, _Reason) -> erlang:nif_error(not_loaded).

@@ -256,18 +256,45 @@ static ERL_NIF_TERM list_result(ErlNifEnv *env, int rc, ERL_NIF_TERM list) {
     return enif_make_tuple2(env, atom(env, "ok"), rev);
 }
 
-static int add_file(void *ctx, const hu_stored_file *f) {
-    list_ctx *lc = ctx;
-    ErlNifEnv *env = lc->env;
+static ERL_NIF_TERM dimension_or_undefined(ErlNifEnv *env, uint32_t v) {
+    return v > 0 ? enif_make_uint(env, v) : atom(env, "undefined");
+}
+
+/* A stored-file row as a map: path, user, size, content_type, sha256, created, expires,
+ * source_ip, scheme, and its media metadata: media_type (binary | undefined), type_ok
+ * (true | false | undefined), width and height (integer | undefined), blurhash (binary |
+ * undefined), thumbnail (boolean). */
+static ERL_NIF_TERM file_map(ErlNifEnv *env, const hu_stored_file *f) {
     ERL_NIF_TERM keys[] = {atom(env, "path"), atom(env, "user"), atom(env, "size"),
                            atom(env, "content_type"), atom(env, "sha256"), atom(env, "created"),
-                           atom(env, "expires"), atom(env, "source_ip"), atom(env, "scheme")};
-    ERL_NIF_TERM vals[] = {text_or_undefined(env, f->path), text_or_undefined(env, f->user),
-                           enif_make_uint64(env, f->size), text_or_undefined(env, f->content_type),
-                           text_or_undefined(env, f->sha256_hex), enif_make_int64(env, f->created),
-                           enif_make_int64(env, f->expires), text_or_undefined(env, f->source_ip),
-                           text_or_undefined(env, f->scheme)};
-    push_map(lc, keys, vals, 9);
+                           atom(env, "expires"), atom(env, "source_ip"), atom(env, "scheme"),
+                           atom(env, "media_type"), atom(env, "type_ok"), atom(env, "width"),
+                           atom(env, "height"), atom(env, "blurhash"), atom(env, "thumbnail")};
+    ERL_NIF_TERM vals[] = {
+        text_or_undefined(env, f->path),
+        text_or_undefined(env, f->user),
+        enif_make_uint64(env, f->size),
+        text_or_undefined(env, f->content_type),
+        text_or_undefined(env, f->sha256_hex),
+        enif_make_int64(env, f->created),
+        enif_make_int64(env, f->expires),
+        text_or_undefined(env, f->source_ip),
+        text_or_undefined(env, f->scheme),
+        text_or_undefined(env, f->media_type),
+        atom(env, f->type_ok < 0 ? "undefined" : f->type_ok ? "true" : "false"),
+        dimension_or_undefined(env, f->width),
+        dimension_or_undefined(env, f->height),
+        text_or_undefined(env, f->blurhash),
+        atom(env, f->thumbnail ? "true" : "false"),
+    };
+    ERL_NIF_TERM map;
+    enif_make_map_from_arrays(env, keys, vals, sizeof keys / sizeof keys[0], &map);
+    return map;
+}
+
+static int add_file(void *ctx, const hu_stored_file *f) {
+    list_ctx *lc = ctx;
+    lc->list = enif_make_list_cell(lc->env, file_map(lc->env, f), lc->list);
     return 0;
 }
 
@@ -282,6 +309,37 @@ static ERL_NIF_TERM list_files_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     int rc = hu_ledger_list_files(r->ledger, user, add_file, &lc);
     enif_mutex_unlock(r->lock);
     return list_result(env, rc, lc.list);
+}
+
+typedef struct {
+    ErlNifEnv *env;
+    ERL_NIF_TERM map;
+} file_ctx;
+
+static int take_file(void *ctx, const hu_stored_file *f) {
+    file_ctx *fc = ctx;
+    fc->map = file_map(fc->env, f);
+    return 1;
+}
+
+/* get_file(Ledger, Path): {ok, Map} (the map list_files gives) | {error, enoent | Atom}.
+ * Path comes from a URL someone posted: one that cannot be a ledger path (too long, a NUL)
+ * is no row, not badarg. */
+static ERL_NIF_TERM get_file_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    ledger_res *r = get_ledger(env, argv[0]);
+    char path[HU_MAX_PATH_LEN + 1];
+    if (!r || !enif_is_binary(env, argv[1]))
+        return enif_make_badarg(env);
+    if (!get_cstr(env, argv[1], path, sizeof path))
+        return error_tuple(env, "enoent");
+    file_ctx fc = {env, 0};
+    enif_mutex_lock(r->lock);
+    int rc = hu_ledger_get_file(r->ledger, path, take_file, &fc);
+    enif_mutex_unlock(r->lock);
+    if (rc < 0)
+        return error_tuple(env, errno_atom(rc));
+    return enif_make_tuple2(env, atom(env, "ok"), fc.map);
 }
 
 static ERL_NIF_TERM delete_file_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -514,6 +572,7 @@ static ErlNifFunc nif_funcs[] = {
     {"usage", 4, usage_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"set_quota", 3, set_quota_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"list_files", 2, list_files_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"get_file", 2, get_file_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"delete_file", 3, delete_file_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"audit_recent", 3, audit_recent_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"audit", 7, audit_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},

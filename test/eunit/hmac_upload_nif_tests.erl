@@ -73,6 +73,44 @@ ledger_test() ->
     ?assertError(badarg, hmac_upload_nif:reserve(L, <<"p">>, <<"u">>, 1, 1, 1, 1)),
     os:cmd("rm -rf " ++ Dir).
 
+%% A file's media metadata in the maps of list_files and get_file (the rows written as the
+%% upload server writes them, straight into the SQLite file): a probed image, a file whose
+%% bytes contradict its signed type, a row with nothing known (recorded before schema v4).
+ledger_media_metadata_test() ->
+    Dir = tmpdir(),
+    Db = filename:join(Dir, "l.sqlite3"),
+    {ok, L} = hmac_upload_nif:ledger_open(list_to_binary(Db)),
+    Sql = "INSERT INTO files(path, user, size, content_type, sha256, created, expires, source_ip,"
+          " scheme, media_type, type_ok, width, height, blurhash, thumbnail) VALUES"
+          " ('s1/cat.jpg', 'u@x', 10, 'image/jpeg', 'ab', 1, 0, '::1', 'bearer', 'image/jpeg',"
+          " 1, 640, 480, 'LEHV6nWB2yk8pyo0adR*.7kCMdnj', 1),"
+          " ('s2/doc.pdf', 'u@x', 20, 'application/pdf', 'cd', 2, 0, '::1', 'bearer',"
+          " 'image/png', 0, NULL, NULL, NULL, 0),"
+          " ('s3/old.bin', 'u@x', 30, 'application/octet-stream', 'ef', 3, 0, NULL, 'v1',"
+          " NULL, NULL, NULL, NULL, NULL, NULL);",
+    ?assertEqual("", os:cmd("sqlite3 " ++ Db ++ " \"" ++ Sql ++ "\" 2>&1")),
+    Image = #{path => <<"s1/cat.jpg">>, user => <<"u@x">>, size => 10,
+              content_type => <<"image/jpeg">>, sha256 => <<"ab">>, created => 1, expires => 0,
+              source_ip => <<"::1">>, scheme => <<"bearer">>, media_type => <<"image/jpeg">>,
+              type_ok => true, width => 640, height => 480,
+              blurhash => <<"LEHV6nWB2yk8pyo0adR*.7kCMdnj">>, thumbnail => true},
+    ?assertEqual({ok, Image}, hmac_upload_nif:get_file(L, <<"s1/cat.jpg">>)),
+    {ok, [Image, Liar, Old]} = hmac_upload_nif:list_files(L, <<"u@x">>),
+    ?assertMatch(#{path := <<"s2/doc.pdf">>, media_type := <<"image/png">>, type_ok := false,
+                   width := undefined, height := undefined, blurhash := undefined,
+                   thumbnail := false}, Liar),
+    ?assertMatch(#{path := <<"s3/old.bin">>, source_ip := undefined, media_type := undefined,
+                   type_ok := undefined, width := undefined, height := undefined,
+                   blurhash := undefined, thumbnail := false}, Old),
+    ?assertEqual({ok, Old}, hmac_upload_nif:get_file(L, <<"s3/old.bin">>)),
+    ?assertEqual({error, enoent}, hmac_upload_nif:get_file(L, <<"s9/nope.jpg">>)),
+    %% a path no row can have is no row, not an exception (it comes from a posted URL)
+    ?assertEqual({error, enoent}, hmac_upload_nif:get_file(L, <<"s/", 0, "x">>)),
+    ?assertEqual({error, enoent}, hmac_upload_nif:get_file(L, binary:copy(<<"a">>, 5000))),
+    ?assertError(badarg, hmac_upload_nif:get_file(L, "s1/cat.jpg")),
+    ?assertError(badarg, hmac_upload_nif:get_file(make_ref(), <<"s1/cat.jpg">>)),
+    os:cmd("rm -rf " ++ Dir).
+
 %% The storage layout through the NIF: defaults under state/, a layout-1 file moved by the
 %% migration (its .meta record is the proof), and deletion by path.
 storage_test() ->
