@@ -40,7 +40,13 @@
                 server_url :: binary(),
                 secret :: binary(),
                 storage_dir :: binary(),
-                ledger :: reference() | undefined}).
+                ledger :: reference() | undefined,
+                workers = 0 :: non_neg_integer()}).   % IQs being answered by workers
+
+%% Slot requests are answered by short-lived workers, so one user's grant waiting on the
+%% ledger (a dirty-IO NIF call) holds up nobody else's; past this many at once the module's
+%% process answers them itself, and its mailbox is the queue.
+-define(MAX_WORKERS, 64).
 
 %%%===================================================================
 %%% gen_mod
@@ -367,14 +373,14 @@ handle_cast(Request, State) ->
     ?WARNING_MSG("Unexpected cast: ~p", [Request]),
     {noreply, State}.
 
-handle_info({route, #iq{lang = Lang} = Packet}, State) ->
-    try xmpp:decode_els(Packet) of
-        IQ -> answer(IQ, Packet, State)
-    catch _:{xmpp_codec, Why} ->
-            Err = xmpp:err_bad_request(xmpp:io_format_error(Why), Lang),
-            ejabberd_router:route_error(Packet, Err)
-    end,
+handle_info({route, #iq{} = Packet}, #state{workers = N} = State) when N < ?MAX_WORKERS ->
+    _ = spawn_monitor(fun() -> route(Packet, State) end),
+    {noreply, State#state{workers = N + 1}};
+handle_info({route, #iq{} = Packet}, State) ->
+    route(Packet, State),
     {noreply, State};
+handle_info({'DOWN', _Ref, process, _Pid, _Reason}, #state{workers = N} = State) ->
+    {noreply, State#state{workers = max(0, N - 1)}};
 handle_info(Info, State) ->
     ?WARNING_MSG("Unexpected info: ~p", [Info]),
     {noreply, State}.
@@ -483,6 +489,14 @@ trim_slash(URL) -> string:trim(URL, trailing, "/").
 %%%===================================================================
 %%% IQ handling
 %%%===================================================================
+route(#iq{lang = Lang} = Packet, State) ->
+    try xmpp:decode_els(Packet) of
+        IQ -> answer(IQ, Packet, State)
+    catch _:{xmpp_codec, Why} ->
+            Err = xmpp:err_bad_request(xmpp:io_format_error(Why), Lang),
+            ejabberd_router:route_error(Packet, Err)
+    end.
+
 %% A request this module fails on gets an error, and the service stays up for the others.
 answer(IQ, Raw, State) ->
     try process_iq(IQ, Raw, State) of
