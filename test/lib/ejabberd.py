@@ -69,13 +69,17 @@ class Ejabberd:
     class starts it next to ejabberd, as `upload`), or False (external, and nobody starts it)."""
 
     def __init__(self, module_opts=None, builtin_upload=False, upload_server="managed", keep=False,
-                 extra_modules=""):
+                 extra_modules="", node=None, cookie=None, epmd_port=None):
         self.dir = tempfile.mkdtemp(prefix="hu-ejabberd-")
         self.c2s_port = free_port()
         self.http_port = free_port()       # ejabberd's own HTTP listener (built-in upload)
         self.upload_port = free_port()     # hmac-upload-server
         self.dist_port = free_port()
-        self.node = f"hu{uuid.uuid4().hex[:10]}@localhost"
+        self.node = node or f"hu{uuid.uuid4().hex[:10]}@localhost"
+        # the nodes of one cluster share a cookie and find each other through one private epmd
+        # (its port: epmd_port); a node on its own needs no epmd (ERL_DIST_PORT)
+        self.cookie = cookie or f"hucookie{self.dist_port}"
+        self.epmd_port = epmd_port
         self.storage = os.path.join(self.dir, "storage")
         self.pem, self.cert = self_signed_cert(self.dir)
         self.builtin_upload = builtin_upload
@@ -146,11 +150,18 @@ modules:
   mod_roster: {{}}
   mod_register: {{ip_access: all}}
 {self.extra_modules}{mod_section}""")
+        if self.epmd_port is None:
+            dist = f"ERL_DIST_PORT={self.dist_port}\n"
+            no_epmd = ""
+        else:
+            # epmd-less nodes all assume one port for every node: a cluster on one address
+            # registers its nodes in a private epmd instead (never one started by erl itself)
+            dist = f"export ERL_EPMD_PORT={self.epmd_port}\n"
+            no_epmd = " -start_epmd false"
         with open(self.ctl_cfg, "w") as f:
             f.write(f"""ERLANG_NODE={self.node}
-ERL_DIST_PORT={self.dist_port}
-INET_DIST_INTERFACE=127.0.0.1
-ERL_OPTIONS="-setcookie hucookie{self.dist_port} -kernel inet_dist_use_interface {{127,0,0,1}} -pa {ROOT}/ebin"
+{dist}INET_DIST_INTERFACE=127.0.0.1
+ERL_OPTIONS="-setcookie {self.cookie}{no_epmd} -kernel inet_dist_use_interface {{127,0,0,1}} -pa {ROOT}/ebin"
 EJABBERD_CONFIG_PATH={self.config}
 SPOOL_DIR={self.dir}/spool
 LOGS_DIR={self.dir}/logs
@@ -177,11 +188,16 @@ EXEC_CMD=as_current_user
         code = (f"{{ok, T, _}} = erl_scan:string({literal}), {{ok, E}} = erl_parse:parse_exprs(T), "
                 f"R = case rpc:call('{self.node}', erl_eval, exprs, [E, []]) of "
                 f"{{value, V, _}} -> V; Other -> Other end, io:format(\"~p~n\", [R]), halt().")
+        env = dict(os.environ, HOME=self.dir)
+        if self.epmd_port is None:
+            reach = ["-erl_epmd_port", str(self.dist_port)]
+        else:
+            reach = []
+            env["ERL_EPMD_PORT"] = str(self.epmd_port)
         p = subprocess.run(["erl", "-sname", f"eval{uuid.uuid4().hex[:8]}@localhost", "-setcookie",
-                            f"hucookie{self.dist_port}", "-erl_epmd_port", str(self.dist_port),
-                            "-start_epmd", "false", "-dist_listen", "false", "-hidden", "-noinput",
-                            "-eval", code], capture_output=True, text=True, timeout=60,
-                           env=dict(os.environ, HOME=self.dir))
+                            self.cookie] + reach + ["-start_epmd", "false", "-dist_listen", "false",
+                                                    "-hidden", "-noinput", "-eval", code],
+                           capture_output=True, text=True, timeout=60, env=env)
         if p.returncode != 0:
             raise RuntimeError(f"eval {expr}: {p.stdout} {p.stderr}")
         return p.stdout.strip()
