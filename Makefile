@@ -5,6 +5,9 @@
 #   make check    install what is missing (as root), build (release, ASan/UBSan, fuzzers),
 #                 run every test; ends with "N passed, N failed"
 #   make bench    benchmarks against reference servers
+#   make cluster-demo  install what is missing (as root), build, start two clustered ejabberd
+#                 nodes, PostgreSQL, two upload servers on one storage directory and HAProxy,
+#                 all private on 127.0.0.1, until Ctrl-C
 #   make fresh-check  (root) purge what deps installs, clone afresh, run the README's commands
 #   make install  build, then install the module, NIF, server, systemd units and man page under
 #                 PREFIX (default /usr/local; Debian: PREFIX=/usr), staged under DESTDIR if set
@@ -20,7 +23,7 @@ DEB_PACKAGES := make gcc clang libc6-dev libuv1-dev libssl-dev libyaml-dev libsq
                 nginx-light libnginx-mod-http-dav-ext wrk systemd systemd-container groff-base strace \
                 prometheus prosody prosody-modules gajim xvfb xdotool imagemagick python3-pil \
                 fonts-dejavu-core dbus chromium libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev \
-                libmagic-dev libpq-dev postgresql
+                libmagic-dev libpq-dev postgresql haproxy
 # Base tools a new machine of this kind has and fresh-check itself needs; everything else in
 # DEB_PACKAGES is purged by fresh-check (nodejs is the image's own Node, not Debian's; systemd
 # and groff-base, which man-db needs, are never purged).
@@ -38,7 +41,7 @@ ERL_SRC      := $(wildcard src/*.erl)
 BEAMS        := $(ERL_SRC:src/%.erl=ebin/%.beam)
 JOBS         ?= 2
 
-.PHONY: all c beams deps run check bench bench-smoke fresh-check clean install uninstall
+.PHONY: all c beams deps run cluster-demo check bench bench-smoke fresh-check clean install uninstall
 
 all: c beams
 
@@ -71,6 +74,11 @@ deps:
 run: deps
 	$(MAKE) all
 	/usr/bin/python3 test/lib/demo.py
+
+# The scale-out deployment (README "Cluster demo"; test/lib/cluster.py, test/e2e/test_cluster.py).
+cluster-demo: deps
+	$(MAKE) all
+	/usr/bin/python3 test/lib/cluster_demo.py
 
 check: deps
 	$(MAKE) all
