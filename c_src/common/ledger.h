@@ -78,7 +78,8 @@ typedef struct {
     /* Media metadata computed from the bytes at upload (c_src/media), as in the file's
      * record (file_meta.h): */
     const char *media_type;  /* the type the bytes say (libmagic); NULL = not probed */
-    int type_ok;             /* 1 the signed type matches it, 0 it does not, -1 not known */
+    int type_ok;             /* 1 the signed type matches it, 0 it does not, -1 not known
+                                (recorded only with a media_type: without one, not known) */
     uint32_t width, height;  /* an image's size; 0 = not an image we decode, or unknown */
     const char *blurhash;    /* NULL = none */
     int thumbnail;           /* 1 when a thumbnail was stored */

@@ -735,7 +735,7 @@ static int record_in_tx(pg_ledger *l, const hu_stored_file *f) {
     a_text(&a, f->source_ip);
     a_text(&a, f->scheme);
     a_text(&a, f->media_type);
-    a_bool_or_null(&a, f->type_ok, f->type_ok >= 0);
+    a_bool_or_null(&a, f->type_ok, f->media_type && f->type_ok >= 0);
     a_int_or_null(&a, f->width, f->width > 0);
     a_int_or_null(&a, f->height, f->height > 0);
     a_text(&a, f->blurhash);

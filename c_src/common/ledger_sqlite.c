@@ -599,7 +599,7 @@ static int record_in_tx(sq_ledger *l, const hu_stored_file *f) {
     bind_text(s, HU__FC_SOURCE_IP + 1, f->source_ip);
     bind_text(s, HU__FC_SCHEME + 1, f->scheme);
     bind_text(s, HU__FC_MEDIA_TYPE + 1, f->media_type);
-    bind_int_or_null(s, HU__FC_TYPE_OK + 1, f->type_ok, f->type_ok >= 0);
+    bind_int_or_null(s, HU__FC_TYPE_OK + 1, f->type_ok, f->media_type && f->type_ok >= 0);
     bind_int_or_null(s, HU__FC_WIDTH + 1, f->width, f->width > 0);
     bind_int_or_null(s, HU__FC_HEIGHT + 1, f->height, f->height > 0);
     bind_text(s, HU__FC_BLURHASH + 1, f->blurhash);
