@@ -3,11 +3,13 @@
 dimensions and a BlurHash on GET/HEAD (Blurhash, X-Image-Dimensions) and a WebP thumbnail at
 <URL>?thumbnail under the same security headers; the type comes from the bytes, not the
 client; a corrupt image, a decompression bomb and a non-image are stored like any file, with
-no image headers; media_metadata: false turns it off."""
+no image headers; media_metadata: false turns it off. The ledger row of each file keeps the
+same metadata (schema v4), also when a file is adopted at start-up from its record."""
 
 import io
 import os
 import re
+import sqlite3
 import sys
 import time
 
@@ -85,6 +87,43 @@ def not_an_image_a_corrupt_one_and_a_bomb_are_stored_without_image_headers():
         srv.assert_clean_exit()
 
 
+MEDIA_COLS = "media_type, type_ok, width, height, blurhash, thumbnail"
+
+
+def ledger_row(srv, slot):
+    """The media columns of slot's row in the server's SQLite ledger."""
+    with sqlite3.connect(srv.ledger_file()) as c:
+        return c.execute(f"SELECT {MEDIA_COLS} FROM files WHERE path = ?", (slot.path,)).fetchone()
+
+
+@test
+def the_ledger_row_keeps_the_metadata():
+    """What GET says about a file, its ledger row says too: the type the bytes say, whether
+    the signed type agrees, the size, the BlurHash, the thumbnail; a mismatched declared type
+    is type_ok 0; a non-image has a type and nothing else; a file adopted at start-up (its row
+    lost, as if killed before the commit) gets its metadata from its record."""
+    with UploadServer() as srv:
+        jpeg, png = fixture("baseline.jpg"), fixture("rgba.png")
+        cases = {"cat": (upload(srv, "cat.jpg", jpeg, "image/jpeg"), jpeg, "image/jpeg", 1),
+                 "liar": (upload(srv, "liar.jpg", png, "image/jpeg"), png, "image/png", 0)}
+        for name, (s, body, real_type, type_ok) in cases.items():
+            r = curl("-I", s.get_url)
+            w, h = Image.open(io.BytesIO(body)).size
+            eq(ledger_row(srv, s), (real_type, type_ok, w, h, r.headers.get("blurhash"), 1),
+               f"{name}: ledger row")
+        pdf = upload(srv, "doc.pdf", fixture("document.pdf"), "application/pdf")
+        eq(ledger_row(srv, pdf), ("application/pdf", 1, None, None, None, 0), "pdf: ledger row")
+        cat = cases["cat"][0]
+        want = ledger_row(srv, cat)
+        srv.assert_clean_exit()
+        with sqlite3.connect(srv.ledger_file()) as c:
+            c.execute("DELETE FROM files WHERE path = ?", (cat.path,))
+        srv.start()
+        assert any("1 file(s) without a row adopted" in l for l in srv.stderr_lines), srv.stderr_lines
+        eq(ledger_row(srv, cat), want, "adopted row")
+        srv.assert_clean_exit()
+
+
 @test
 def media_metadata_can_be_turned_off():
     with UploadServer(media_metadata=False) as srv:
@@ -93,6 +132,7 @@ def media_metadata_can_be_turned_off():
         eq((r.status, r.headers.get("blurhash"), r.headers.get("x-image-dimensions")),
            (200, None, None), "no metadata")
         eq(curl(s.get_url + "?thumbnail").status, 404, "no thumbnail")
+        eq(ledger_row(srv, s), (None, None, None, None, None, 0), "nothing in the ledger row")
         srv.assert_clean_exit()
 
 
