@@ -4,6 +4,7 @@ started once for this file): the ledger's C unit tests with HU_TEST_LEDGER_URL s
 server recording its uploads in PostgreSQL (ledger_path: postgresql://...), and PostgreSQL
 stopped in the middle of a stream of uploads and started again: no upload is acknowledged
 without its row, no acknowledged row is lost, and the server takes uploads again by itself.
+An image's media metadata lands in its PostgreSQL row as in an SQLite one.
 A missing package (postgresql, or a build without libpq) is a failure, not a skip."""
 
 import os
@@ -84,6 +85,34 @@ def server_records_uploads_in_postgres():
         eq(events.count("upload"), 5, "audit rows")
         # the log line that names the ledger never shows its password
         assert not any("hu-pg-secret" in l for l in srv.stderr_lines), srv.stderr_lines
+        srv.assert_clean_exit()
+
+
+@test
+def server_records_media_metadata_in_postgres():
+    """The media columns (schema v4) say what GET says: for a JPEG, for a PNG declared as a
+    JPEG (type_ok false), and for random bytes (a type, no image)."""
+    url = new_database("media")
+
+    def fixture(name):
+        with open(os.path.join(ROOT, "test", "fixtures", "media", name), "rb") as f:
+            return f.read()
+
+    with UploadServer(ledger_path=url) as srv:
+        want = {}
+        for name, body, ctype, real_type, type_ok, thumb in [
+                ("cat.jpg", fixture("baseline.jpg"), "image/jpeg", "image/jpeg", "t", "t"),
+                ("liar.jpg", fixture("rgba.png"), "image/jpeg", "image/png", "f", "t"),
+                ("noise.bin", os.urandom(2000), "application/octet-stream",
+                 "application/octet-stream", "t", "f")]:
+            s = srv.slot(len(body), filename=name, ctype=ctype)
+            eq(put(s.put_url, body, "-H", f"Content-Type: {ctype}").status, 201, f"PUT {name}")
+            r = curl("-I", s.get_url)
+            w, _, h = r.headers.get("x-image-dimensions", "").partition("x")
+            want[s.path] = "|".join([real_type, type_ok, w, h, r.headers.get("blurhash", ""), thumb])
+        rows = pg().sql("SELECT path, media_type, type_ok, width, height, blurhash, thumbnail"
+                        " FROM files", "media")
+        eq(dict(l.split("|", 1) for l in rows.splitlines()), want, "media columns")
         srv.assert_clean_exit()
 
 
