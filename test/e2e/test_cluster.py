@@ -137,7 +137,8 @@ def uploads_through_haproxy_land_on_both_servers_and_read_back_from_either():
     """20 slots (10 asked on each node, sizes from 1 byte to 300 KiB) uploaded with curl
     through HAProxy, 4 at a time, and one file per node uploaded by slixmpp itself; each PUT
     is in exactly one server's access log, both servers took some; every file reads back with
-    its sha256 through HAProxy and from both servers; upload_usage agrees on both nodes."""
+    its sha256 through HAProxy and from both servers; upload_usage agrees on both nodes, also
+    after an administrator deleted a file on the other node."""
     c = cluster()
     name, pw = user("bob")
     sizes = [1, 100, 4 * KIB, 64 * KIB, 300 * KIB] + [1000 + 997 * j for j in range(15)]
@@ -169,6 +170,14 @@ def uploads_through_haproxy_land_on_both_servers_and_read_back_from_either():
     eq(usage(name), [f"used {total} reserved 0 quota 1073741824"] * 2, "upload_usage")
     eq(sql(f"SELECT count(*), sum(size) FROM files WHERE \"user\" = '{name}@localhost'"),
        f"{len(slots)}|{total}", "rows in the ledger")
+    # an administrator deletes one on node b: gone from both servers, both nodes agree
+    gone = slots[3]["get"]
+    c.nodes[1].ctl("upload_delete_file", "localhost", slot_path(gone)[len("/upload/"):])
+    del FILES[gone]
+    eq([curl(u).status for u in (gone, c.direct(gone, 0), c.direct(gone, 1))], [404] * 3,
+       "a deleted file through HAProxy and from each server")
+    total -= sizes[3]
+    eq(usage(name), [f"used {total} reserved 0 quota 1073741824"] * 2, "upload_usage after it")
 
 
 def cut_put(url, body, upto):
