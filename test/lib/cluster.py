@@ -33,7 +33,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 
 from ejabberd import Ejabberd
