@@ -156,6 +156,49 @@ TEST(decoded_pixels_are_the_first_frame_on_white)
     }
 }
 
+/* At 1/8 a progressive JPEG is read up to its DC scans only (the rest is walked, not decoded):
+ * the colours are those of the whole decode, and a file cut anywhere after the first scans, or
+ * without its EOI, is still refused. A 64 px target takes progressive.jpg (300 x 200) to 1/8. */
+TEST(progressive_jpeg_at_one_eighth_reads_the_dc_scans_only)
+{
+    size_t len;
+    unsigned char *buf = slurp("progressive.jpg", &len);
+    CHECK(buf != NULL);
+    hu_decode_opts o = {HU_MEDIA_MAX_PIXELS, 64};
+    uint32_t w, h;
+    hu_image dc, full;
+    CHECK_INT(hu_decode_image(HU_IMG_JPEG, buf, len, &o, &w, &h, &dc), 0);
+    CHECK_INT(dc.w, 38); /* ceil(300 / 8) */
+    o.target_side = 1024; /* the whole decode, shrunk by the box filter alone */
+    CHECK_INT(hu_decode_image(HU_IMG_JPEG, buf, len, &o, &w, &h, &full), 0);
+    CHECK_INT(full.w, 300);
+    /* the DC-only pixels against the means of the whole decode's 8 x 8 blocks: the luma is a
+     * block's mean in both, the chroma here the mean of a 16 x 16 block (a chroma DC), which
+     * smears sharp colour edges by a pixel (WebP's 4:2:0 thumbnail halves the chroma anyway) */
+    unsigned long diff = 0, n = 0;
+    for (uint32_t y = 0; y + 1 < dc.h; y++)
+        for (uint32_t x = 0; x + 1 < dc.w; x++, n += 3)
+            for (int c = 0; c < 3; c++) {
+                unsigned sum = 0;
+                for (uint32_t k = 0; k < 64; k++)
+                    sum += full.rgb[((size_t)(y * 8 + k / 8) * full.w + x * 8 + k % 8) * 3 + c];
+                diff += (unsigned long)abs((int)(sum + 32) / 64 -
+                                           dc.rgb[((size_t)y * dc.w + x) * 3 + c]);
+            }
+    hu_image_free(&dc);
+    hu_image_free(&full);
+    fprintf(stderr, "# progressive JPEG, DC scans only: %.1f grey levels off the block means\n",
+            (double)diff / (double)n);
+    CHECK(diff < 10 * n);
+    o.target_side = 64;
+    static const double cuts[] = {0.3, 0.6, 0.95};
+    for (size_t k = 0; k < 3; k++)
+        CHECK_INT(hu_decode_image(HU_IMG_JPEG, buf, (size_t)(len * cuts[k]), &o, &w, &h, &dc),
+                  -EINVAL);
+    CHECK_INT(hu_decode_image(HU_IMG_JPEG, buf, len - 2, &o, &w, &h, &dc), -EINVAL); /* no EOI */
+    free(buf);
+}
+
 TEST(truncated_or_corrupt_images_have_no_metadata)
 {
     for (size_t i = 0; i < N_IMAGES; i++) {
@@ -514,6 +557,7 @@ int main(int argc, char **argv)
     }
     RUN(size_type_and_blurhash_of_every_format);
     RUN(decoded_pixels_are_the_first_frame_on_white);
+    RUN(progressive_jpeg_at_one_eighth_reads_the_dc_scans_only);
     RUN(truncated_or_corrupt_images_have_no_metadata);
     RUN(decompression_bombs_are_refused_from_the_header);
     RUN(max_pixels_applies_to_every_format);
