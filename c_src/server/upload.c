@@ -1,7 +1,6 @@
 #include "upload.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include "http_date.h"
 #include "http_status.h"
 #include "storage.h"
+#include "upload_hash.h"
 #include "upload_media.h"
 #include "upload_path.h"
 
@@ -25,14 +25,14 @@ typedef struct {
     int fd;
     char key[HU_STORAGE_KEY_LEN + 1];
     hu_upload_grant grant;
-    uint64_t base;     /* partial file length when this request started */
-    uint64_t received; /* body bytes of this request written so far */
-    EVP_MD_CTX *sha;   /* PUT only: the digest, computed as the bytes pass */
+    uint64_t base;      /* partial file length when this request started */
+    uint64_t received;  /* body bytes of this request written so far */
+    hu_upload_hash sha; /* PUT only (sha.ctx set): the digest, computed as the bytes pass */
     const char *chunk;
     size_t chunk_len;
     int err;
-    int job_running;
-    int named;       /* the upload file has its .partial/<key> name (else O_TMPFILE) */
+    int jobs;  /* thread-pool jobs running: a piece may have its write and its hash at once */
+    int named; /* the upload file has its .partial/<key> name (else O_TMPFILE) */
     int state_saved;
     int published;
     int last_piece; /* the piece in flight completes the file: its job publishes too */
@@ -73,7 +73,7 @@ static void upload_free(hu_upload *u) {
         c->cleanup = NULL;
     }
     c->upload_key = NULL;
-    EVP_MD_CTX_free(u->sha);
+    hu_upload_hash_free(&u->sha);
     free(u);
 }
 
@@ -103,7 +103,7 @@ static void keep_or_drop(hu_upload *u) {
 /* The connection died mid-body; a running job cleans up when it completes instead. */
 static void upload_cleanup(hu_conn *c) {
     hu_upload *u = c->sink_state;
-    if (u == NULL || u->job_running)
+    if (u == NULL || u->jobs > 0)
         return;
     keep_or_drop(u);
     upload_free(u);
@@ -112,16 +112,25 @@ static void upload_cleanup(hu_conn *c) {
 static void write_job(uv_work_t *w) {
     hu_upload *u = (hu_upload *)w;
     u->err = hu_storage_write(u->fd, u->chunk, u->chunk_len, u->base + u->received);
-    if (u->err == 0 && u->sha != NULL && EVP_DigestUpdate(u->sha, u->chunk, u->chunk_len) != 1)
-        u->err = -EIO;
 }
 
-static void write_done(uv_work_t *w, int status) {
+/* A piece written and hashed in one job: the piece that completes a PUT (the job goes on to
+ * publish, so the digest must be final), and PATCH pieces (nothing to hash: the file is hashed
+ * once it is whole). */
+static void write_hash_job(uv_work_t *w) {
     hu_upload *u = (hu_upload *)w;
+    write_job(w);
+    if (u->err == 0 && u->sha.ctx != NULL) {
+        hu_upload_hash_update(&u->sha, u->chunk, u->chunk_len);
+        u->err = u->sha.err;
+    }
+}
+
+/* Both jobs of a piece are done (or its only one): the buffer goes back to the connection. */
+static void piece_done(hu_upload *u) {
     hu_conn *c = u->conn;
-    u->job_running = 0;
-    if (status < 0 && u->err == 0)
-        u->err = status;
+    if (u->err == 0 && u->sha.err < 0)
+        u->err = u->sha.err;
     /* After a publishing job (fd closed by it), success or failure is upload_end's to answer. */
     if (u->last_piece && (u->err == 0 || u->fd < 0))
         u->finished = 1;
@@ -148,33 +157,64 @@ static void write_done(uv_work_t *w, int status) {
     hu_conn_body_consumed(c, u->chunk_len);
 }
 
+/* A job of the piece in flight ended; the piece is done with the last one. */
+static void job_done(hu_upload *u) {
+    if (--u->jobs > 0) {
+        hu_conn_job_finished(u->conn);
+        return;
+    }
+    piece_done(u);
+}
+
+static void write_done(uv_work_t *w, int status) {
+    hu_upload *u = (hu_upload *)w;
+    if (status < 0 && u->err == 0)
+        u->err = status;
+    job_done(u);
+}
+
+static void hash_done(hu_upload_hash *h) { job_done(h->data); }
+
 static void publish_job(uv_work_t *w);
 
-/* The piece that completes the file: write, then publish, in one thread-pool trip (for a
- * small upload that is the whole body: one job instead of two). */
+/* The piece that completes the file: write, hash, then publish, in one thread-pool trip (for
+ * a small upload that is the whole body: one job instead of two). */
 static void write_publish_job(uv_work_t *w) {
     hu_upload *u = (hu_upload *)w;
-    write_job(w);
+    write_hash_job(w);
     if (u->err < 0)
         return;
     u->received += u->chunk_len;
     publish_job(w);
-    u->received -= u->chunk_len; /* write_done adds it, as for any piece */
+    u->received -= u->chunk_len; /* piece_done adds it, as for any piece */
 }
 
+/* Any other piece of a PUT is written by one job and hashed by another at the same time:
+ * network (the loop thread reads the next piece meanwhile), disk copy and hash on three
+ * threads, and the piece takes the longest of them, not the sum. */
 static int upload_data(hu_conn *c, const char *p, size_t n) {
     hu_upload *u = c->sink_state;
+    uv_loop_t *loop = c->srv->loop;
     hu_metrics_upload_bytes(c->srv->metrics, n);
     u->chunk = p;
     u->chunk_len = n;
-    u->job_running = 1;
     u->last_piece = u->base + u->received + n == u->grant.size;
+    int split = !u->last_piece && u->sha.ctx != NULL;
+    uv_work_cb job = u->last_piece ? write_publish_job : split ? write_job : write_hash_job;
+    u->jobs = 1;
     hu_conn_job_started(c);
-    if (uv_queue_work(c->srv->loop, &u->work, u->last_piece ? write_publish_job : write_job,
-                      write_done) < 0) {
-        u->job_running = 0;
+    if (uv_queue_work(loop, &u->work, job, write_done) < 0) {
+        u->jobs = 0;
         hu_conn_job_finished(c);
         hu_conn_close(c);
+        return 1;
+    }
+    if (split) {
+        hu_conn_job_started(c);
+        if (hu_upload_hash_queue(&u->sha, loop, p, n, hash_done) == 0)
+            u->jobs++;
+        else
+            hu_conn_job_finished(c); /* sha.err fails the upload when the write is done */
     }
     return 1;
 }
@@ -221,12 +261,8 @@ static void publish_job(uv_work_t *w) {
         keep.expire_before = u->grant.file_expires;
     m->expires = hu_retention_expires(&keep, m->uploaded, cfg->max_days);
     m->size = u->base + u->received;
-    if (u->sha != NULL) {
-        uint8_t md[32];
-        unsigned mdlen = 0;
-        u->err = EVP_DigestFinal_ex(u->sha, md, &mdlen) == 1 ? 0 : -EIO;
-        if (u->err == 0)
-            hu_hex_encode(md, mdlen, m->sha256);
+    if (u->sha.ctx != NULL) {
+        u->err = hu_upload_hash_final(&u->sha, m->sha256);
     } else {
         /* the bytes came in several requests, maybe across restarts: read them back */
         u->err = hu_storage_hash_partial(storage_of(u), u->key, m->sha256);
@@ -335,7 +371,7 @@ static void answer(hu_upload *u) {
 static void publish_done(uv_work_t *w, int status) {
     hu_upload *u = (hu_upload *)w;
     hu_conn *c = u->conn;
-    u->job_running = 0;
+    u->jobs = 0;
     if (status < 0 && u->err == 0)
         u->err = status;
     answer(u);
@@ -358,10 +394,10 @@ static void upload_end(hu_conn *c) {
         send_patch_done(c, offset);
         return;
     }
-    u->job_running = 1;
+    u->jobs = 1;
     hu_conn_job_started(c);
     if (uv_queue_work(c->srv->loop, &u->work, publish_job, publish_done) < 0) {
-        u->job_running = 0;
+        u->jobs = 0;
         hu_conn_job_finished(c);
         hu_conn_close(c);
     }
@@ -396,12 +432,8 @@ static void begin_job(uv_work_t *w) {
         else if (u->base + u->piece_len > g->size)
             rc = -EFBIG;
     }
-    if (rc == 0 && put) {
-        if ((u->sha = EVP_MD_CTX_new()) == NULL)
-            rc = -ENOMEM;
-        else if (EVP_DigestInit_ex(u->sha, EVP_sha256(), NULL) != 1)
-            rc = -EIO;
-    }
+    if (rc == 0 && put)
+        rc = hu_upload_hash_init(&u->sha, u);
     if (rc == 0 && put && resumable(u) && g->size >= HU_RESUME_STATE_EARLY) {
         hu_file_meta m;
         resume_meta(u, &m);
@@ -425,7 +457,7 @@ static void begin_job(uv_work_t *w) {
 static void begin_done(uv_work_t *w, int status) {
     hu_upload *u = (hu_upload *)w;
     hu_conn *c = u->conn;
-    u->job_running = 0;
+    u->jobs = 0;
     if (status < 0 && u->err == 0)
         u->err = status;
     if (u->err < 0 || c->closing) {
@@ -474,10 +506,10 @@ void hu_upload_start(hu_conn *c, const hu_http_head *h, const hu_upload_grant *g
         return;
     }
     c->upload_key = u->key; /* from now on: the key is busy */
-    u->job_running = 1;
+    u->jobs = 1;
     hu_conn_job_started(c);
     if (uv_queue_work(c->srv->loop, &u->work, begin_job, begin_done) < 0) {
-        u->job_running = 0;
+        u->jobs = 0;
         upload_free(u);
         hu_conn_job_finished(c);
         hu_conn_send_error(c, 500, 1);
