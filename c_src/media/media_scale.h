@@ -1,6 +1,6 @@
 /* Pixel buffers and the two ways they shrink: a streaming box filter that decoders feed row by
  * row (so a large image never sits in memory whole), and an area-average resize of a small
- * buffer. Pure arithmetic, no allocation beyond the output and one accumulator row. */
+ * buffer. Pure arithmetic, no allocation beyond the output and two accumulator rows. */
 #ifndef HU_MEDIA_SCALE_H
 #define HU_MEDIA_SCALE_H
 
@@ -21,7 +21,9 @@ typedef struct {
     uint32_t in_w, in_h, f;
     uint32_t rows_in;   /* input rows pushed so far */
     uint32_t rows_acc;  /* input rows in the accumulator */
-    uint64_t *acc;      /* out.w * 3 sums */
+    uint32_t rows_col;  /* input rows in col, not yet in acc */
+    uint16_t *col;      /* in_w * 3 column sums of up to 257 rows (one add per byte per row) */
+    uint64_t *acc;      /* out.w * 3 block sums */
     hu_image out;
 } hu_row_scaler;
 

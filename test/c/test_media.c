@@ -199,6 +199,46 @@ TEST(progressive_jpeg_at_one_eighth_reads_the_dc_scans_only)
     free(buf);
 }
 
+/* The box filter against the plain definition: each output pixel the rounded mean of its
+ * f x f block (fewer pixels at the right and bottom edges), for factors up to past the 257 rows
+ * that fill its 16-bit column sums. */
+TEST(row_scaler_is_the_mean_of_each_block)
+{
+    static const uint32_t cases[][3] = {{7, 5, 7},     {10, 9, 4},  {33, 20, 8},
+                                        {5, 700, 2},   {3, 600, 1}, {520, 515, 1}};
+    uint32_t seed = 7;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        uint32_t w = cases[k][0], h = cases[k][1];
+        unsigned char *px = malloc((size_t)w * h * 3);
+        CHECK(px != NULL);
+        for (size_t i = 0; i < (size_t)w * h * 3; i++) {
+            seed = seed * 1103515245u + 12345u;
+            px[i] = (unsigned char)(seed >> 16);
+        }
+        hu_row_scaler sc;
+        hu_image out;
+        CHECK_INT(hu_row_scaler_init(&sc, w, h, cases[k][2]), 0);
+        for (uint32_t y = 0; y < h; y++)
+            hu_row_scaler_push(&sc, px + (size_t)y * w * 3);
+        CHECK_INT(hu_row_scaler_finish(&sc, &out), 0);
+        hu_row_scaler_free(&sc);
+        uint32_t f = sc.f, bad = 0;
+        CHECK(out.w == (w + f - 1) / f && out.h == (h + f - 1) / f);
+        for (uint32_t oy = 0; oy < out.h; oy++)
+            for (uint32_t ox = 0; ox < out.w; ox++)
+                for (int c = 0; c < 3; c++) {
+                    uint64_t sum = 0, n = 0;
+                    for (uint32_t y = oy * f; y < h && y < oy * f + f; y++)
+                        for (uint32_t x = ox * f; x < w && x < ox * f + f; x++, n++)
+                            sum += px[((size_t)y * w + x) * 3 + c];
+                    bad += out.rgb[((size_t)oy * out.w + ox) * 3 + c] != (sum + n / 2) / n;
+                }
+        hu_image_free(&out);
+        free(px);
+        CHECK_INT(bad, 0);
+    }
+}
+
 TEST(truncated_or_corrupt_images_have_no_metadata)
 {
     for (size_t i = 0; i < N_IMAGES; i++) {
@@ -557,6 +597,7 @@ int main(int argc, char **argv)
     }
     RUN(size_type_and_blurhash_of_every_format);
     RUN(decoded_pixels_are_the_first_frame_on_white);
+    RUN(row_scaler_is_the_mean_of_each_block);
     RUN(progressive_jpeg_at_one_eighth_reads_the_dc_scans_only);
     RUN(truncated_or_corrupt_images_have_no_metadata);
     RUN(decompression_bombs_are_refused_from_the_header);
