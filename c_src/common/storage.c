@@ -115,33 +115,116 @@ int hu_storage_exists(const hu_storage *s, const char *key) {
     return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
 }
 
+/* The lock of an upload's file (storage.h): an OFD write lock on the whole file, taken
+ * without waiting. -EBUSY when another open file (any process) holds one. A file system
+ * without OFD locks (an NFS mount with nolock keeps them local; an old kernel) is taken as
+ * it is: the lock guards against other servers only where they can see it. */
+static int lock_upload(int fd) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EACCES)
+        return -EBUSY;
+    return errno == EINVAL || errno == ENOLCK || errno == EOPNOTSUPP ? 0 : -errno;
+}
+
+/* 1 when state/partial/<key> names the file open as fd; with sole, only when that is its
+ * one name (not published meanwhile). */
+static int named_as(const hu_storage *s, const char *key, int fd, int sole) {
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && fstatat(s->partfd, key, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+           a.st_dev == b.st_dev && a.st_ino == b.st_ino && (!sole || a.st_nlink == 1);
+}
+
+/* The named partial of key, opened read-write and locked; -ENOENT when there is none,
+ * -EBUSY when a request (of any server) holds it. With sole (to write into it), only while
+ * the partial name is its one name: not a published file. */
+static int open_partial_locked(const hu_storage *s, const char *key, int sole, int *fd_out) {
+    int fd = openat(s->partfd, key, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = lock_upload(fd);
+    /* locked after its writer let go: it may have been published or started over since */
+    if (rc == 0 && !named_as(s, key, fd, sole))
+        rc = -EBUSY;
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+/* Removes the named partial of key and its resumption state, unless a request of any
+ * server is writing it (-EBUSY). With fd (the caller's own locked upload file), only when
+ * the name is that file's (an anonymous upload leaves another's partial alone); fd is closed
+ * after the unlink, so its lock covers it. */
+static int drop_partial(const hu_storage *s, const char *key, int fd) {
+    char side[HU_STORAGE_KEY_LEN + 8];
+    resume_sidecar(key, side);
+    int rc = 0;
+    /* by name: also a partial name left beside its published file (a crash right after the
+     * link), of which only that name goes */
+    if (fd < 0 && (rc = open_partial_locked(s, key, 0, &fd)) == -EBUSY)
+        return rc;
+    /* without fd now: no partial (at most the state of one that is gone), or a name nobody
+     * can open and lock, so nobody writes it */
+    if (fd < 0 || named_as(s, key, fd, 0)) {
+        if (rc != -ENOENT)
+            unlinkat(s->partfd, key, 0);
+        unlinkat(s->partfd, side, 0);
+    }
+    if (fd >= 0)
+        close(fd);
+    return 0;
+}
+
+int hu_storage_partial_busy(const hu_storage *s, const char *key) {
+    int fd = openat(s->partfd, key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    int rc = fcntl(fd, F_OFD_GETLK, &fl) == 0 ? fl.l_type != F_UNLCK
+             : errno == EINVAL || errno == ENOLCK || errno == EOPNOTSUPP ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
 int hu_storage_begin(const hu_storage *s, const char *key, int truncate, int *fd_out,
                      uint64_t *offset_out, int *named_out) {
-    int fd;
+    int fd, rc;
     struct stat st;
     *offset_out = 0;
     if (truncate) {
-        /* start over: a kept partial of this slot (and its state) goes */
-        if (fstatat(s->partfd, key, &st, AT_SYMLINK_NOFOLLOW) == 0)
-            hu_storage_abort(s, key, -1);
+        /* start over: a kept partial of this slot (and its state) goes, unless a request
+         * (here or on another server) is still writing it */
+        if ((rc = drop_partial(s, key, -1)) < 0)
+            return rc;
         /* read-write: the media probe maps what was written (upload_media.c) */
         fd = openat(s->partfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0640);
         *named_out = fd >= 0 ? 0 : 1;
-        if (fd < 0) /* a file system without O_TMPFILE: a named partial file */
-            fd = openat(s->partfd, key, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
+        if (fd < 0) { /* a file system without O_TMPFILE: a named partial file */
+            fd = openat(s->partfd, key, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+            if (fd < 0 && errno == EEXIST)
+                return -EBUSY; /* another request started this slot since */
+        }
         if (fd < 0)
             return -errno;
+        /* locked from the start: named later (hu_storage_name_partial), it is already */
+        if ((rc = lock_upload(fd)) < 0) {
+            close(fd);
+            return rc;
+        }
         *fd_out = fd;
         return 0;
     }
     *named_out = 1;
-    fd = openat(s->partfd, key, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
+    if ((rc = open_partial_locked(s, key, 1, &fd)) < 0)
+        return rc;
     if (fstat(fd, &st) < 0) {
-        int err = -errno;
+        rc = -errno;
         close(fd);
-        return err;
+        return rc;
     }
     *fd_out = fd;
     *offset_out = (uint64_t)st.st_size;
@@ -157,9 +240,10 @@ static int link_fd(int fd, int dirfd, const char *name) {
 
 int hu_storage_name_partial(const hu_storage *s, const char *key, int fd) {
     int rc = link_fd(fd, s->partfd, key);
-    if (rc == -EEXIST) { /* a stale partial of the same slot */
-        unlinkat(s->partfd, key, 0);
-        rc = link_fd(fd, s->partfd, key);
+    if (rc == -EEXIST) { /* a stale partial of the same slot, unless another request's */
+        rc = drop_partial(s, key, -1);
+        if (rc == 0)
+            rc = link_fd(fd, s->partfd, key);
     }
     return rc;
 }
@@ -200,7 +284,14 @@ int hu_storage_key_name(const char *name, const char *suffix, char key[HU_STORAG
     return hu_storage_is_key(key);
 }
 
-int hu_storage_sweep_partials(const hu_storage *s, int64_t now, int orphans,
+/* 1 when dirfd/name was last changed before `before` (Unix seconds): left alone that long, it
+ * is nobody's work in progress (storage.h). */
+static int settled(int dirfd, const char *name, int64_t before) {
+    struct stat st;
+    return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (int64_t)st.st_mtime < before;
+}
+
+int hu_storage_sweep_partials(const hu_storage *s, int64_t now, int leftovers, int64_t settled_before,
                               int (*skip)(const char *key, void *ctx), void *ctx,
                               hu_sweep_report *r) {
     memset(r, 0, sizeof *r);
@@ -218,15 +309,22 @@ int hu_storage_sweep_partials(const hu_storage *s, int64_t now, int orphans,
             hu_file_meta m;
             uint64_t off;
             int rc = hu_storage_load_resume(s, key, &m, &off);
-            if ((rc == 0 && m.expires > 0 && m.expires < now) || (rc < 0 && orphans)) {
-                hu_storage_abort(s, key, -1);
-                r->removed++;
+            /* without its state: a crash's leftover, or a server (this one or another on the
+             * same storage) between creating the file and saving its state */
+            if ((rc == 0 && m.expires > 0 && m.expires < now) ||
+                (rc < 0 && leftovers && settled(s->partfd, name, settled_before))) {
+                /* never one a request (of any server) is writing: its lock says so */
+                if (drop_partial(s, key, -1) == 0)
+                    r->removed++;
             }
         } else if (hu_storage_key_name(name, ".tus", key) || hu_storage_key_name(name, ".tus.tmp", key)) {
+            if (!leftovers)
+                continue;
             /* state of a partial that is gone, or a half-written one nobody is writing */
             int stale = fstatat(s->partfd, key, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
                         strcmp(name + HU_STORAGE_KEY_LEN, ".tus.tmp") == 0;
-            if (stale && (skip == NULL || !skip(key, ctx)) && unlinkat(s->partfd, name, 0) == 0)
+            if (stale && settled(s->partfd, name, settled_before) &&
+                (skip == NULL || !skip(key, ctx)) && unlinkat(s->partfd, name, 0) == 0)
                 r->strays++;
         } else {
             r->unknown++;
@@ -236,7 +334,7 @@ int hu_storage_sweep_partials(const hu_storage *s, int64_t now, int orphans,
     return 0;
 }
 
-int hu_storage_sweep_records(const hu_storage *s) {
+int hu_storage_sweep_records(const hu_storage *s, int64_t settled_before) {
     DIR *d = hu_storage_opendir(s->metafd, NULL);
     if (d == NULL)
         return 0;
@@ -244,9 +342,12 @@ int hu_storage_sweep_records(const hu_storage *s) {
     struct dirent *e;
     char key[HU_STORAGE_KEY_LEN + 1];
     while ((e = hu_storage_readdir(d)) != NULL) {
+        /* a record is written just before its file's link (hu_storage_publish): a young one
+         * without a file may be another server's upload being published */
         int stale = (hu_storage_key_name(e->d_name, "", key) && hu_storage_exists(s, key) == 0) ||
                     hu_storage_key_name(e->d_name, ".tmp", key);
-        if (stale && unlinkat(s->metafd, e->d_name, 0) == 0)
+        if (stale && settled(s->metafd, e->d_name, settled_before) &&
+            unlinkat(s->metafd, e->d_name, 0) == 0)
             removed++;
     }
     closedir(d);
@@ -255,7 +356,7 @@ int hu_storage_sweep_records(const hu_storage *s) {
         return removed;
     while ((e = hu_storage_readdir(d)) != NULL)
         if (hu_storage_key_name(e->d_name, "", key) && hu_storage_exists(s, key) == 0 &&
-            unlinkat(s->thumbfd, e->d_name, 0) == 0)
+            settled(s->thumbfd, e->d_name, settled_before) && unlinkat(s->thumbfd, e->d_name, 0) == 0)
             removed++;
     closedir(d);
     return removed;
@@ -381,11 +482,14 @@ int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named,
         rc = link_published(s, key, fd, named);
     if (rc < 0 && sidecar)
         hu_meta_drop(s->metafd, key);
-    close(fd);
     if (rc == 0 && sync_dir)
         rc = hu_storage_sync_shards(s, &key, 1);
+    /* the partial name and any resumption state go, before fd's lock: nobody takes the
+     * partial of a published upload for a resumable one */
     if (named || rc < 0)
-        hu_storage_abort(s, key, -1); /* the partial name and any resumption state go */
+        hu_storage_abort(s, key, fd);
+    else
+        close(fd);
     return rc;
 }
 
@@ -409,14 +513,7 @@ int hu_storage_sync_shards(const hu_storage *s, const char *const *keys, size_t 
     return 0;
 }
 
-void hu_storage_abort(const hu_storage *s, const char *key, int fd) {
-    char side[HU_STORAGE_KEY_LEN + 8];
-    if (fd >= 0)
-        close(fd);
-    unlinkat(s->partfd, key, 0);
-    resume_sidecar(key, side);
-    unlinkat(s->partfd, side, 0);
-}
+void hu_storage_abort(const hu_storage *s, const char *key, int fd) { drop_partial(s, key, fd); }
 
 int hu_storage_unpublish(const hu_storage *s, const char *key) {
     char rel[REL_LEN + 1], shard[3] = {key[0], key[1], '\0'};

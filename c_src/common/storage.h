@@ -53,14 +53,28 @@ void hu_storage_key(const char *path, size_t len, char key[HU_STORAGE_KEY_LEN + 
 /* 1 if key names a published file, 0 if not, or a negative errno. */
 int hu_storage_exists(const hu_storage *s, const char *key);
 
-/* The file an upload writes to. With truncate (a PUT, also the retry of a cut one) any kept
- * partial of key is dropped and the new file is anonymous (O_TMPFILE: no name to create or
- * remove, which is most of the cost of a small upload; *named_out = 0); otherwise the named
- * partial file of key is opened for a tus resume and *offset_out is its length. */
+/* An upload's file is locked while a request writes it: an OFD write lock (fcntl
+ * F_OFD_SETLK, whole file) on the descriptor hu_storage_begin returns, held until
+ * hu_storage_publish or hu_storage_abort closes it (or the process dies). OFD locks hold
+ * across processes and map to NFSv4 and CephFS byte-range locks, so the servers sharing a
+ * storage directory see each other's: a named partial that is locked is never resumed,
+ * started over, swept or removed by anyone else. */
+
+/* The file an upload writes to, locked. With truncate (a PUT, also the retry of a cut one)
+ * any kept partial of key is dropped and the new file is anonymous (O_TMPFILE: no name to
+ * create or remove, which is most of the cost of a small upload; *named_out = 0); otherwise
+ * the named partial file of key is opened for a tus resume and *offset_out is its length.
+ * -EBUSY when a request (of any server sharing the storage) is writing the partial of key;
+ * -ENOENT when there is none to resume. */
 int hu_storage_begin(const hu_storage *s, const char *key, int truncate, int *fd_out,
                      uint64_t *offset_out, int *named_out);
 
-/* Gives an anonymous upload file its state/partial/<key> name, so it can be resumed. */
+/* 1 when a request (of this or another server) holds the lock of key's named partial, 0
+ * when not (or when there is none), or a negative errno. */
+int hu_storage_partial_busy(const hu_storage *s, const char *key);
+
+/* Gives an anonymous upload file its state/partial/<key> name, so it can be resumed.
+ * -EBUSY when another request's partial holds that name. */
 int hu_storage_name_partial(const hu_storage *s, const char *key, int fd);
 
 /* Resumption state of a named partial upload (written when it is cut, or up front for large
@@ -78,18 +92,25 @@ typedef struct {
     int unknown; /* entries not named by our scheme, left alone */
 } hu_sweep_report;
 
-/* Removes partial uploads whose token expired before now, leftover temp and state files of
- * ours, and, with orphans (at start-up, when nothing runs), partial files without valid
- * resumption state (nobody can resume those). skip(key, ctx) protects keys a request is
- * working on. Only names of our own scheme are touched. */
-int hu_storage_sweep_partials(const hu_storage *s, int64_t now, int orphans,
+/* Several servers may share one storage directory (a cluster, or a rolling restart): what
+ * looks like a crash's leftover may be another server's work in progress. Sweeps that judge by
+ * "no state" or "no file" (orphans, strays, records) therefore touch only entries whose mtime
+ * is before settled_before, a time the caller chooses well past any server's idle and ledger
+ * timeouts (maintenance.c); INT64_MAX takes every entry. */
+
+/* Removes partial uploads whose token expired before now and, with leftovers (the start-up
+ * checks, after a crash), partial files without valid resumption state (nobody can resume
+ * those) and leftover temp and state files of ours. A partial a request of any server holds
+ * locked is never removed; skip(key, ctx) protects keys a request of this process is working
+ * on besides. Only names of our own scheme are touched. */
+int hu_storage_sweep_partials(const hu_storage *s, int64_t now, int leftovers, int64_t settled_before,
                               int (*skip)(const char *key, void *ctx), void *ctx,
                               hu_sweep_report *report);
 
-/* At start-up (nothing is being published): removes sidecar records in state/meta whose file
- * is not in files/ (a crash between the record and the link), half-written ones, and
- * thumbnails whose file is gone. Returns how many. */
-int hu_storage_sweep_records(const hu_storage *s);
+/* At start-up: removes sidecar records in state/meta whose file is not in files/ (a crash
+ * between the record and the link), half-written ones, and thumbnails whose file is gone.
+ * Returns how many. */
+int hu_storage_sweep_records(const hu_storage *s, int64_t settled_before);
 
 /* Stores the thumbnail of key (replacing any); no fsync (storage.h). */
 int hu_storage_put_thumbnail(const hu_storage *s, const char *key, const void *buf, size_t len);
@@ -105,7 +126,8 @@ int hu_storage_hash_partial(const hu_storage *s, const char *key, char hex[65]);
 int hu_storage_write(int fd, const char *buf, size_t len, uint64_t off);
 
 /* Makes the upload file (open as fd, fully written; named or anonymous) the published file
- * with record m (m->path is P; key must be its key). Closes fd. On failure the partial file is
+ * with record m (m->path is P; key must be its key). Closes fd (its lock goes after the
+ * partial name). On failure the partial file is
  * removed and nothing is visible; -EEXIST when key was published meanwhile. With sync_dir 0
  * the new name is not yet durable: the caller syncs its shard (hu_storage_sync_shards, shared
  * by a group of uploads) before it acknowledges the upload. */
@@ -116,7 +138,9 @@ int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named,
  * (nothing when fsync is off). */
 int hu_storage_sync_shards(const hu_storage *s, const char *const *keys, size_t n);
 
-/* Drops an upload: closes fd (if >= 0) and unlinks the partial file and its state. */
+/* Drops an upload: unlinks the partial file of key and its state, then closes fd. With fd
+ * (the upload's own file) only when that file has the name; without (-1) only when no
+ * request holds the partial's lock. */
 void hu_storage_abort(const hu_storage *s, const char *key, int fd);
 
 /* Removes a published file and its record (expiry, deletion, or a failed ledger commit). */

@@ -46,8 +46,9 @@ static int load_state(hu_conn *c, const hu_http_head *h, tus_state *s, hu_upload
         return (int)n;
     hu_storage_key(path, (size_t)n, key);
     /* the offset is not settled while a request still writes the file (a cut connection
-     * whose last bytes are still being stored): 423, and the client asks again */
-    if (hu_upload_key_busy(c->srv, key))
+     * whose last bytes are still being stored, or a request on another server sharing the
+     * storage, whose lock on the partial file says so): 423, and the client asks again */
+    if (hu_upload_key_busy(c->srv, key) || hu_storage_partial_busy(st, key) == 1)
         return -ENOLCK;
     s->complete = 0;
     int rc = hu_storage_load_resume(st, key, &s->m, &s->offset);

@@ -1,7 +1,11 @@
 /* Housekeeping the server does on its own, at start-up, on SIGHUP and once a minute:
- * partial uploads whose token expired go (at start-up also partial files a crash left without
- * resumption state), files older than max_days go with their ledger rows, and at start-up the
- * ledger and the storage directory are reconciled (rows without files, files without rows).
+ * partial uploads whose token expired go (unless a request of any server is writing them),
+ * files older than max_days go with their ledger rows, and at start-up what a crash left is
+ * cleared: partial files without resumption state, stray state files, records without their
+ * file, and the ledger reconciled with the storage directory (rows without files go, files
+ * without rows are adopted). Other servers may share the storage and the ledger, so the
+ * start-up checks run on one server at a time (the ledger's sweep lock) and take only entries
+ * left alone for longer than any live server leaves its work in progress (maintenance.c).
  * Runs on the loop thread: between start-up checks it touches a handful of files. */
 #ifndef HU_MAINTENANCE_H
 #define HU_MAINTENANCE_H

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -209,13 +210,24 @@ TEST(sweep_touches_only_our_names)
     put_file(rel, "half");
     put_file("state/partial/notes.txt", "mine");
     hu_sweep_report r;
-    CHECK_INT(hu_storage_sweep_partials(&s, 1500, 0, never_busy, NULL, &r), 0);
-    CHECK_INT(r.removed, 1); /* the expired one; the orphan stays while the server runs */
+    /* just written: the orphan and the half state file may be another server's work */
+    int64_t young = (int64_t)time(NULL) - 600;
+    CHECK_INT(hu_storage_sweep_partials(&s, 1500, 1, young, never_busy, NULL, &r), 0);
+    CHECK_INT(r.removed, 1); /* the expired one: its token says nobody can go on with it */
+    CHECK_INT(r.strays, 0);
+    CHECK_INT(r.unknown, 1);
+    hu_storage_key("a/orphan", 8, key);
+    snprintf(rel, sizeof rel, "state/partial/%s", key);
+    CHECK(exists(rel));
+    CHECK_INT(hu_storage_sweep_partials(&s, 1500, 0, INT64_MAX, never_busy, NULL, &r), 0);
+    CHECK_INT(r.removed, 0); /* the orphan stays while the server runs */
+    CHECK_INT(r.strays, 0);
+    CHECK_INT(r.unknown, 1);
+    CHECK_INT(hu_storage_sweep_partials(&s, 1500, 1, INT64_MAX, never_busy, NULL, &r), 0);
+    CHECK_INT(r.removed, 1); /* at start-up the orphan goes too */
     CHECK_INT(r.strays, 1);  /* nobody writes that half state file: a crash left it */
     CHECK_INT(r.unknown, 1);
-    CHECK_INT(hu_storage_sweep_partials(&s, 1500, 1, never_busy, NULL, &r), 0);
-    CHECK_INT(r.removed, 1); /* at start-up the orphan goes too */
-    CHECK_INT(r.unknown, 1);
+    CHECK(!exists(rel));
     hu_storage_key("a/live", 6, key);
     snprintf(rel, sizeof rel, "state/partial/%s", key);
     CHECK(exists(rel));
@@ -225,6 +237,69 @@ TEST(sweep_touches_only_our_names)
     CHECK_INT(hu_storage_load_resume(&s, key, &m, &off), 0);
     CHECK_INT(off, 13);
     CHECK_STR(m.path, "a/live");
+    hu_storage_close(&s);
+    rm_rf(root);
+}
+
+/* The OFD lock of an upload's file: while one request holds a named partial, nobody else
+ * (another descriptor: another server on the same storage) resumes it, starts it over,
+ * sweeps or removes it. */
+TEST(locked_partial_is_left_to_its_writer)
+{
+    fresh_root();
+    hu_storage s;
+    CHECK_INT(hu_storage_open(root, 1, &s), 0);
+    char key[HU_STORAGE_KEY_LEN + 1], rel[160];
+    hu_storage_key("c/live", 6, key);
+    snprintf(rel, sizeof rel, "state/partial/%s", key);
+    put_file(rel, "partial bytes");
+    hu_file_meta m = meta_for("c/live", "image/png");
+    m.expires = 1000; /* expired: only its lock keeps it */
+    CHECK_INT(hu_storage_save_resume(&s, key, -1, &m), 0);
+    CHECK_INT(hu_storage_partial_busy(&s, key), 0);
+    int fd, fd2, named;
+    uint64_t off;
+    CHECK_INT(hu_storage_begin(&s, key, 0, &fd, &off, &named), 0);
+    CHECK_INT(off, 13);
+    CHECK_INT(hu_storage_partial_busy(&s, key), 1);
+    CHECK_INT(hu_storage_begin(&s, key, 0, &fd2, &off, &named), -EBUSY); /* a resume */
+    CHECK_INT(hu_storage_begin(&s, key, 1, &fd2, &off, &named), -EBUSY); /* a new PUT */
+    hu_sweep_report r;
+    CHECK_INT(hu_storage_sweep_partials(&s, 1500, 1, INT64_MAX, never_busy, NULL, &r), 0);
+    CHECK_INT(r.removed, 0);
+    hu_storage_abort(&s, key, -1);
+    CHECK(exists(rel));
+    close(fd); /* the writer is done (or gone) */
+    CHECK_INT(hu_storage_partial_busy(&s, key), 0);
+    CHECK_INT(hu_storage_sweep_partials(&s, 1500, 1, INT64_MAX, never_busy, NULL, &r), 0);
+    CHECK_INT(r.removed, 1);
+    CHECK(!exists(rel));
+    hu_storage_close(&s);
+    rm_rf(root);
+}
+
+/* A sidecar record without its file: a crash's leftover once old, another server's upload
+ * being published (record first, link next) while young. */
+TEST(record_sweep_leaves_young_records)
+{
+    fresh_root();
+    hu_storage s;
+    CHECK_INT(hu_storage_open(root, 1, &s), 0);
+    char young[HU_STORAGE_KEY_LEN + 1], old[HU_STORAGE_KEY_LEN + 1], rel[160];
+    hu_storage_key("b/young", 7, young);
+    hu_storage_key("b/old", 5, old);
+    snprintf(rel, sizeof rel, "state/meta/%s", young);
+    put_file(rel, "record");
+    snprintf(rel, sizeof rel, "state/meta/%s", old);
+    put_file(rel, "record");
+    struct timespec long_ago[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
+    CHECK_INT(utimensat(s.metafd, old, long_ago, 0), 0);
+    CHECK_INT(hu_storage_sweep_records(&s, (int64_t)time(NULL) - 600), 1);
+    CHECK(!exists(rel));
+    snprintf(rel, sizeof rel, "state/meta/%s", young);
+    CHECK(exists(rel));
+    CHECK_INT(hu_storage_sweep_records(&s, INT64_MAX), 1);
+    CHECK(!exists(rel));
     hu_storage_close(&s);
     rm_rf(root);
 }
@@ -398,6 +473,8 @@ TEST_MAIN({
     RUN(record_round_trip_any_name);
     RUN(served_tree_is_an_allow_list);
     RUN(sweep_touches_only_our_names);
+    RUN(record_sweep_leaves_young_records);
+    RUN(locked_partial_is_left_to_its_writer);
     RUN(migration_moves_only_what_is_ours);
     RUN(migration_uses_the_ledger_as_proof);
     RUN(migration_asks_the_ledger);
