@@ -9,7 +9,11 @@
  * values unless the URL sets them; statement_timeout and lock_timeout likewise unless the
  * server or the URL's options set them. A broken connection is reset at most once a second;
  * calls in between fail fast with -ENOTCONN. A transaction whose connection broke before its
- * COMMIT is retried once on a fresh connection (nothing of it was applied).
+ * COMMIT is retried once on a fresh connection (nothing of it was applied). One whose
+ * connection broke during its COMMIT may or may not have taken effect: a new connection is
+ * made at once and asks (txid_status of the transaction's id, its rows for a batch of
+ * completions); committed, the call succeeds as it would have; rolled back, it is retried
+ * once as above; only when nobody can tell does it fail with -ENOTCONN.
  * The audit table is append-only: nothing here updates or deletes it, and a trigger refuses
  * anyone else who tries. */
 #include "ledger_backend.h"
@@ -27,6 +31,7 @@
 #define RECONNECT_MS 1000 /* at most one reconnection attempt a second */
 #define MAX_RETRIES 30    /* deadlocks or serialization failures before -EAGAIN */
 #define RETRY -EDEADLK    /* inside this file only: run the transaction again */
+#define RESOLVE_MS 3000   /* how long a COMMIT whose connection broke is waited for */
 
 /* The whole schema at version 3 (the PostgreSQL backend began there). A later version adds
  * its step after it (schema_v4, ...), as ledger_sqlite.c does. */
@@ -354,23 +359,110 @@ static int connected(pg_ledger *l) {
 }
 
 typedef int (*pg_body)(pg_ledger *l, void *ctx);
+/* After a COMMIT whose outcome had to be looked up, on the new connection: whether the rows
+ * agree with it (applied 1: the transaction took effect, 0: it did not); 0, or a negative
+ * errno that fails the operation. */
+typedef int (*pg_check)(pg_ledger *l, void *ctx, int applied);
+
+/* BEGIN, and the transaction's id (txid_current: what txid_status asks about), in one round
+ * trip. */
+static int begin(pg_ledger *l, int64_t *xid) {
+    PGresult *res = PQexec(l->conn, "BEGIN; SELECT txid_current()");
+    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : fail(l, res);
+    if (rc == 0)
+        *xid = get_i64(res, 0, 0);
+    PQclear(res);
+    return rc;
+}
+
+/* Whether transaction xid took effect, its connection having broken during its COMMIT: 1
+ * committed, 0 rolled back, -ENOTCONN when that cannot be told. Asked at once on a new
+ * connection (the 1/s throttle would only leave it unknown; no connection, and it stays
+ * unknown). The old session may still be alive, the server not having seen the break: still
+ * idle in the transaction (the COMMIT never reached it), or inside its COMMIT. Reading the
+ * rows then would see nothing yet and take a transaction that commits a moment later for one
+ * that never will; so the backend still running xid is ended first (pg_terminate_backend:
+ * idle in the transaction, it rolls back; inside COMMIT, it finishes it first), and
+ * txid_status asked until xid is no longer in progress (RESOLVE_MS at most). */
+static int outcome(pg_ledger *l, int64_t xid) {
+    l->last_try = 0;
+    if (connected(l) < 0)
+        return -ENOTCONN;
+    char x[24];
+    snprintf(x, sizeof x, "%lld", (long long)xid);
+    const char *v[1] = {x};
+    /* backend_xid is the 32-bit xid; txid_current's value carries an epoch above it */
+    PGresult *res = PQexecParams(l->conn,
+                                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                 " WHERE pid <> pg_backend_pid()"
+                                 " AND backend_xid::text = ($1::bigint % 4294967296)::text",
+                                 1, NULL, v, NULL, NULL, 0);
+    PQclear(res); /* not allowed to (another role): then only waiting tells */
+    for (uint64_t t0 = now_ms();; usleep(20000)) {
+        res = PQexecParams(l->conn, "SELECT txid_status($1)", 1, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            fail(l, res);
+            PQclear(res);
+            return -ENOTCONN;
+        }
+        const char *st = get_text(res, 0, 0);
+        int rc = st == NULL ? -ENOTCONN /* too old to tell: not after a few seconds */
+                 : strcmp(st, "committed") == 0 ? 1
+                 : strcmp(st, "aborted") == 0   ? 0
+                                                : -EINPROGRESS;
+        PQclear(res);
+        if (rc != -EINPROGRESS)
+            return rc;
+        if (now_ms() - t0 >= RESOLVE_MS) {
+            set_msg(l, "COMMIT outcome unknown: the transaction is still in progress");
+            return -ENOTCONN;
+        }
+    }
+}
+
+/* The connection broke during the COMMIT of transaction xid, whose body returned rc. Its
+ * outcome looked up (outcome()) and the rows checked against it (check): committed, rc as if
+ * the COMMIT had answered; rolled back, -ENOTCONN with *unknown clear (nothing of it was
+ * applied: run_op may run it again); not known, -ENOTCONN with *unknown set (it may have been
+ * applied: never run again). */
+static int resolve(pg_ledger *l, pg_check check, void *ctx, int64_t xid, int rc, int *unknown) {
+    char broke[sizeof l->base.errmsg];
+    snprintf(broke, sizeof broke, "%s", l->base.errmsg);
+    int applied = outcome(l, xid);
+    int crc = applied < 0 ? applied : check ? check(l, ctx, applied) : 0;
+    *unknown = crc == -ENOTCONN;
+    if (crc < 0) {
+        if (crc == -ENOTCONN)
+            snprintf(l->base.errmsg, sizeof l->base.errmsg, "%s", broke);
+        return crc;
+    }
+    if (applied)
+        return rc;
+    snprintf(l->base.errmsg, sizeof l->base.errmsg, "%s", broke);
+    return -ENOTCONN;
+}
 
 /* One try of body, in a transaction when tx: committed when it succeeded or was refused over
- * quota (the refusal's audit row stays), rolled back otherwise. *was_up: the session was
- * usable when it began; *unknown: the connection broke during COMMIT. */
-static int attempt(pg_ledger *l, pg_body body, void *ctx, int tx, int *was_up, int *unknown) {
+ * quota (the refusal's audit row stays), rolled back otherwise. A COMMIT whose connection
+ * broke is looked up (resolve()). *was_up: the session was usable when it began; *unknown:
+ * whether the transaction took effect is not known. */
+static int attempt(pg_ledger *l, pg_body body, pg_check check, void *ctx, int tx, int *was_up,
+                   int *unknown) {
+    int64_t xid = 0;
     int rc = connected(l);
     *was_up = rc == 0;
-    if (rc < 0 || (tx && (rc = simple(l, "BEGIN")) < 0))
+    if (rc < 0)
         return rc;
-    rc = body(l, ctx);
     if (!tx)
-        return rc;
+        return body(l, ctx);
+    if ((rc = begin(l, &xid)) == 0)
+        rc = body(l, ctx);
     if (rc == 0 || rc == -EDQUOT) {
         int crc = simple(l, "COMMIT");
         if (crc == 0)
             return rc;
-        *unknown = crc == -ENOTCONN;
+        if (crc == -ENOTCONN)
+            return resolve(l, check, ctx, xid, rc, unknown);
         rc = crc;
     }
     if (PQstatus(l->conn) == CONNECTION_OK && PQtransactionStatus(l->conn) != PQTRANS_IDLE) {
@@ -381,17 +473,20 @@ static int attempt(pg_ledger *l, pg_body body, void *ctx, int tx, int *was_up, i
 }
 
 /* body until it is done: again after a deadlock or serialization failure (with a random
- * back-off), and once more when the connection broke before anything was committed. */
-static int run_op(pg_ledger *l, pg_body body, void *ctx, int tx) {
+ * back-off), and once more when the connection broke before anything was committed (or
+ * during a COMMIT that turned out not to have taken effect). */
+static int run_op(pg_ledger *l, pg_body body, pg_check check, void *ctx, int tx) {
+    int reconnected = 0;
     for (int i = 0;; i++) {
         int was_up = 0, unknown = 0;
-        int rc = attempt(l, body, ctx, tx, &was_up, &unknown);
+        int rc = attempt(l, body, check, ctx, tx, &was_up, &unknown);
         if (rc == RETRY && i < MAX_RETRIES) {
             l->seed = l->seed * 1103515245u + 12345u;
             usleep(100 + (l->seed >> 8) % (200u * (unsigned)(i + 1)));
             continue;
         }
-        if (rc == -ENOTCONN && was_up && !unknown && i == 0) {
+        if (rc == -ENOTCONN && was_up && !unknown && !reconnected) {
+            reconnected = 1;
             l->last_try = 0; /* it was up a moment ago: try a new connection at once */
             continue;
         }
@@ -630,7 +725,11 @@ static int reserve_body(pg_ledger *l, void *ctx) {
 static int pg_reserve(hu_ledger *hl, const hu_reservation *r, int64_t now, uint64_t default_quota,
                       int64_t *retry) {
     reserve_ctx c = {r, now, default_quota, retry};
-    return run_op((pg_ledger *)hl, reserve_body, &c, 1);
+    /* A COMMIT whose connection broke and whose outcome could not be looked up fails the
+     * grant (-ENOTCONN, a wait error for the client) even though its reservation may stand:
+     * acceptable, as its bytes stop counting at held_until (reservation_time, short) and the
+     * row goes when its token expires; nobody holds that token. */
+    return run_op((pg_ledger *)hl, reserve_body, NULL, &c, 1);
 }
 
 /* The reservation of path, and its bytes from its user's held sum if they were counted. */
@@ -705,13 +804,17 @@ static int claim_body(pg_ledger *l, void *ctx) {
 static int pg_claim(hu_ledger *hl, const char *path, const char *user, uint64_t size,
                     int64_t until, int64_t now, uint64_t default_quota, hu_retention *retention) {
     claim_ctx c = {path, user, size, until, now, default_quota, retention};
-    return run_op((pg_ledger *)hl, claim_body, &c, 1);
+    /* Outcome not known (see pg_reserve): the upload fails with a 503 although the hold may
+     * stand. The client's retry claims the same reservation again (held and counted already:
+     * nothing counted twice); if it never comes, the bytes stay held until the token expires,
+     * when the reservation is purged. */
+    return run_op((pg_ledger *)hl, claim_body, NULL, &c, 1);
 }
 
 static int release_body(pg_ledger *l, void *ctx) { return drop_reservation(l, ctx); }
 
 static int pg_release(hu_ledger *hl, const char *path) {
-    return run_op((pg_ledger *)hl, release_body, (void *)path, 1);
+    return run_op((pg_ledger *)hl, release_body, NULL, (void *)path, 1);
 }
 
 /* ---- completions ----------------------------------------------------------------------- */
@@ -768,9 +871,51 @@ static int commit_body(pg_ledger *l, void *ctx) {
     return 0;
 }
 
+static int same(const char *a, const char *b) {
+    return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+/* A batch whose COMMIT was looked up: it is atomic, so either every completion that succeeded
+ * in it has its row, with its user and sha256 (applied), or none has a row at all (not
+ * applied). Anything else (a row with another user or sha256, some rows and not others) fails
+ * the batch: its uploads are not acknowledged, and the rows are for the start-up
+ * reconciliation to judge. */
+static int commit_check(pg_ledger *l, void *ctx, int applied) {
+    commit_ctx *c = ctx;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->results[i] != 0)
+            continue; /* refused inside the batch: nothing of it was to be written */
+        const hu_stored_file *f = &c->files[i];
+        args a = {0};
+        a_text(&a, f->path);
+        PGresult *res;
+        int rc = exec(l, P_GET_FILE, &a, &res);
+        if (rc < 0)
+            return rc == RETRY ? -EAGAIN : rc;
+        int present = PQntuples(res) == 1;
+        int ours = present && same(get_text(res, 0, HU__FC_USER), f->user) &&
+                   same(get_text(res, 0, HU__FC_SHA256), f->sha256_hex);
+        PQclear(res);
+        if (applied ? !ours : present) {
+            snprintf(l->base.errmsg, sizeof l->base.errmsg,
+                     "COMMIT outcome looked up (%s), but the row of %.120s %s",
+                     applied ? "committed" : "rolled back", f->path,
+                     !present ? "is missing"
+                     : ours   ? "is there"
+                              : "is another upload's");
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+/* A COMMIT whose connection broke is looked up (outcome()): applied, the uploads are
+ * acknowledged with the results they had; not applied, the batch runs once more on the new
+ * connection (nothing of it was written, and its files are still published: answering 503
+ * and unpublishing them would only make every client upload again). */
 static int pg_commit_uploads(hu_ledger *hl, const hu_stored_file *files, size_t n, int *results) {
     commit_ctx c = {files, n, results};
-    int rc = run_op((pg_ledger *)hl, commit_body, &c, 1);
+    int rc = run_op((pg_ledger *)hl, commit_body, commit_check, &c, 1);
     if (rc < 0)
         for (size_t i = 0; i < n; i++)
             results[i] = rc;
@@ -793,8 +938,11 @@ static int stmt_body(pg_ledger *l, void *ctx) {
 }
 
 /* One statement on its own (atomic by itself); run again on a new connection when the old
- * one turned out to be broken. */
-static int one(pg_ledger *l, stmt_ctx *c) { return run_op(l, stmt_body, c, 0); }
+ * one turned out to be broken. That break may have come after the statement took effect, and
+ * running it again is harmless for each of them: a quota set or cleared again, expired
+ * reservations purged again (none left); an audit row may be written twice; a file's delete
+ * finds no row and says -ENOENT, the row gone either way. */
+static int one(pg_ledger *l, stmt_ctx *c) { return run_op(l, stmt_body, NULL, c, 0); }
 
 static int pg_set_quota(hu_ledger *hl, const char *user, uint64_t quota) {
     stmt_ctx c = {.which = P_SET_QUOTA};
@@ -846,7 +994,7 @@ static int query_body(pg_ledger *l, void *ctx) {
 /* A read: the rows in *res (the caller clears it). */
 static int query(pg_ledger *l, query_ctx *c) {
     c->res = NULL;
-    return run_op(l, query_body, c, 0);
+    return run_op(l, query_body, NULL, c, 0);
 }
 
 static int pg_usage(hu_ledger *hl, const char *user, int64_t now, uint64_t default_quota,

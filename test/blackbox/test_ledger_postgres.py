@@ -4,17 +4,24 @@ started once for this file): the ledger's C unit tests with HU_TEST_LEDGER_URL s
 server recording its uploads in PostgreSQL (ledger_path: postgresql://...), and PostgreSQL
 stopped in the middle of a stream of uploads and started again: no upload is acknowledged
 without its row, no acknowledged row is lost, and the server takes uploads again by itself.
-An image's media metadata lands in its PostgreSQL row as in an SQLite one.
+A connection broken at exactly the COMMIT of a batch of completions (test/lib/pg_proxy.py
+between the server and PostgreSQL): after PostgreSQL committed it, before, before without
+PostgreSQL noticing, and while the COMMIT is still running; each upload is answered by what the
+ledger holds. An image's media metadata lands in its PostgreSQL row as in an SQLite one.
 A missing package (postgresql, or a build without libpq) is a failure, not a skip."""
 
+import hashlib
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import ROOT, VARIANT, UploadServer, curl, eq, keys, main, put, test  # noqa: E402
+from harness import (ROOT, VARIANT, UploadServer, curl, eq, keys, main,  # noqa: E402
+                     parse_response, put, test, wait_for)
+from pg_proxy import PgProxy  # noqa: E402
 from postgres import Postgres  # noqa: E402
 
 PG = None
@@ -182,6 +189,165 @@ def postgres_stopped_mid_load_and_restarted():
         print(f"# {len(acked)} acknowledged, {len(failed)} refused during the outage"
               f" (statuses {statuses}), {len(recorded)} rows", flush=True)
         srv.assert_clean_exit()
+
+
+# The completion statement of ledger_pg.c (P_INSERT_FILE, prepared as "hu7"), by its text.
+INSERT_FILE = r"INSERT INTO files\("
+
+
+def send_head(srv, s, body):
+    """A PUT's head on a connection of its own; the body follows (sendall), then status_of."""
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+    sock.sendall(f"PUT {s.target()} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {s.ctype}\r\n"
+                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+    return sock
+
+
+def status_of(sock):
+    with sock:
+        raw = b""
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                return parse_response(raw).status
+            raw += b
+
+
+def upload_across_broken_commit(db, mode, delay=0.2, slow_commit=False, clients=3, batch=1):
+    """The upload server's ledger connection goes through a PgProxy. After a first upload,
+    the proxy is armed and `clients` uploads begin (each claims its reservation with its
+    request's head); then their bodies go at once, and the first COMMIT of a batch of
+    completions breaks as `mode` says (pg_proxy.py). batch > 1: the table of files is locked
+    (SHARE) while the first body goes, so that completion's batch waits there, and the other
+    uploads, published meanwhile, queue behind it as one group commit: that second batch is
+    the one broken. Then one upload more. Every upload's fate is checked against the ledger:
+    a 201 has exactly its row (its user, its sha256), GET serves its bytes, they count once
+    in usage, one "upload" audit row, its reservation gone; anything else is a 503 with no
+    row and no file (its reservation may stay, its bytes held once). slow_commit: a deferred
+    trigger makes each COMMIT take a second (the break lands while PostgreSQL is still
+    committing). Returns the statuses, in order."""
+    new_database(db)
+    with PgProxy(pg().port) as proxy, UploadServer(ledger_path=proxy.url(db)) as srv:
+        def sql(q):
+            return pg().sql(q, db)
+
+        body = os.urandom(700)
+        s = srv.slot(len(body), filename="first.bin")
+        eq(put(s.put_url, body).status, 201, "PUT before the fault")
+        done = [(s, body, 201)]  # (slot, body, status)
+        if slow_commit:
+            sql("CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$BEGIN PERFORM pg_sleep(1); RETURN NULL; END$$;"
+                " CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON files"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()")
+        proxy.arm(mode, INSERT_FILE, delay, nth=1 if batch == 1 else 2)
+        during = []
+        for i in range(clients):
+            body = os.urandom(800 + i)
+            s = srv.slot(len(body), filename=f"during-{i}.bin")
+            during.append((s, body, send_head(srv, s, body)))
+        wait_for(lambda: sql("SELECT COUNT(*) FROM reservations") == str(clients),
+                 what="every upload's reservation claimed")
+        if batch > 1:
+            def lock_files():
+                try:
+                    sql("BEGIN; LOCK TABLE files IN SHARE MODE; SELECT pg_sleep(60); COMMIT")
+                except RuntimeError:
+                    pass  # cancelled, below: the lock is gone
+
+            locker = threading.Thread(target=lock_files)
+            locker.start()
+            locked = "FROM pg_locks WHERE relation = 'files'::regclass AND mode = 'ShareLock'"
+            wait_for(lambda: sql(f"SELECT COUNT(*) {locked}") == "1", what="the lock on files")
+            during[0][2].sendall(during[0][1])
+            wait_for(lambda: sql("SELECT COUNT(*) FROM pg_locks WHERE NOT granted"
+                                 " AND relation = 'files'::regclass") == "1",
+                     what="the first completion waiting for the lock")
+            for s, body, sock in during[1:]:
+                sock.sendall(body)
+            wait_for(lambda: set(keys(*(s.path for s, _, _ in during[1:])))
+                     <= set(srv.visible_files()), what="the other uploads published")
+            time.sleep(0.3)  # from published to queued for the group commit
+            sql(f"SELECT pg_cancel_backend(pid) {locked}")
+            locker.join(30)
+        else:
+            for s, body, sock in during:
+                sock.sendall(body)
+        for s, body, sock in during:
+            done.append((s, body, status_of(sock)))
+        assert proxy.fired.is_set(), "the proxy never saw a COMMIT to break"
+        if batch > 1:
+            eq(proxy.faulted_binds, batch, "completions in the batch broken")
+        # one more upload, retried as a client would while the ledger reconnects (at most once
+        # a second)
+        body = os.urandom(900)
+        s = srv.slot(len(body), filename="after.bin")
+        wait_for(lambda: put(s.put_url, body).status == 201, timeout=5, interval=0.5,
+                 what="a 201 after the fault")
+        done.append((s, body, 201))
+
+        acked = {s.path: body for s, body, st in done if st == 201}
+        refused = [s.path for s, _, st in done if st != 201]
+        eq(sorted({st for _, _, st in done if st != 201}), [503] if refused else [],
+           "statuses other than 201")
+        got = sql("SELECT path, \"user\", sha256 FROM files ORDER BY path")
+        got = dict((l.split("|")[0], tuple(l.split("|")[1:])) for l in got.splitlines())
+        eq(got, {p: ("alice@localhost", hashlib.sha256(b).hexdigest()) for p, b in acked.items()},
+           "the rows: exactly one per 201, with its user and sha256")
+        for s, body, st in done:
+            r = curl(s.get_url)
+            eq((r.status, r.body) if st == 201 else r.status,
+               (200, body) if st == 201 else 404, f"GET {s.path} after a {st}")
+        eq(sorted(srv.visible_files()), keys(*acked), "published files")
+        # a refused upload may keep its hold (for the client's retry, until its token expires)
+        left = [l.split("|") for l in
+                sql("SELECT path, size, counted FROM reservations").splitlines()]
+        eq(sorted({p for p, _, _ in left} - set(refused)), [],
+           "reservations left by acknowledged uploads")
+        eq(sql("SELECT stored, held FROM usage WHERE \"user\" = 'alice@localhost'"),
+           f"{sum(len(b) for b in acked.values())}|{sum(int(n) for _, n, c in left if c == '1')}",
+           "usage: stored, held")
+        eq(sql("SELECT path FROM audit WHERE event = 'upload' ORDER BY path").splitlines(),
+           sorted(acked), "one upload audit row each")
+        srv.assert_clean_exit()
+        return [st for _, _, st in done]
+
+
+@test
+def commit_applied_but_its_answer_lost():
+    """The COMMIT of a batch of two completions reaches PostgreSQL, which commits (200 ms), and
+    the connection breaks before its answer: the batch is in the ledger, so its uploads are
+    acknowledged (before the fix: 503, the files taken back, their rows left behind and
+    counted in usage)."""
+    statuses = upload_across_broken_commit("lost_answer", "after", batch=2)
+    eq(statuses, [201] * len(statuses), "statuses")
+
+
+@test
+def commit_never_sent():
+    """The connection breaks just before the COMMIT: nothing was applied, and the batch is run
+    again on a new connection: 201s, each with its one row."""
+    statuses = upload_across_broken_commit("never_sent", "before", batch=2)
+    eq(statuses, [201] * len(statuses), "statuses")
+
+
+@test
+def commit_never_sent_postgres_unaware():
+    """The client's side breaks before the COMMIT, but PostgreSQL's session stays open, idle
+    in the transaction with the user's usage row locked (as across a partition): the lookup
+    ends that session, finds the transaction rolled back, and the batch is run again."""
+    statuses = upload_across_broken_commit("unaware", "before_silent")
+    eq(statuses, [201] * len(statuses), "statuses")
+
+
+@test
+def commit_still_running_when_the_connection_breaks():
+    """The connection breaks right after the COMMIT was sent while PostgreSQL takes a second
+    to commit (a deferred trigger): the rows are not there yet when the server looks, and the
+    transaction is not over. It is decided first (ended, or finished), then each upload is
+    answered by what the ledger holds: never a 201 without its row, never a row without its
+    file."""
+    upload_across_broken_commit("still_running", "after", delay=0, slow_commit=True, clients=2)
 
 
 if __name__ == "__main__":
