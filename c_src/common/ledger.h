@@ -9,8 +9,9 @@
  * -EAGAIN when the database stayed locked or busy past its timeout (SQLite's busy timeout,
  * PostgreSQL's statement_timeout or lock_timeout, a serialization retry limit), -ENOSPC when
  * the disk (or a file-system quota) is full, -ENOTCONN when the PostgreSQL server cannot be
- * reached (the call failed fast, or the connection broke; nothing of it was applied, except
- * that a connection lost during COMMIT leaves its outcome unknown). -EAGAIN and -ENOTCONN
+ * reached (the call failed fast, or the connection broke; nothing of it was applied: a
+ * connection lost during COMMIT is followed by a lookup of the transaction's fate on a new
+ * one, and only when that lookup fails too is the outcome unknown). -EAGAIN and -ENOTCONN
  * are "try again soon": an upload answers 503 with Retry-After, a slot request a wait error.
  * A PostgreSQL handle reconnects by itself: at most one attempt a second, calls in between
  * fail fast with -ENOTCONN.
