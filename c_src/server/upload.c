@@ -18,6 +18,11 @@
  * of the server mid-upload leaves them resumable; smaller ones save it only when cut. */
 #define HU_RESUME_STATE_EARLY (1u << 20)
 
+/* How far (in body bytes written) the hash may be behind before the body stops being read:
+ * enough pieces to ride out the jitter between the two, few enough to be still in the page
+ * cache when they are read back. */
+#define HU_HASH_LAG (16u << 20)
+
 typedef struct {
     uv_work_t work; /* first: the request is the job */
     hu_conn *conn;
@@ -28,11 +33,13 @@ typedef struct {
     uint64_t base;      /* partial file length when this request started */
     uint64_t received;  /* body bytes of this request written so far */
     hu_upload_hash sha; /* PUT only (sha.ctx set): the digest, computed as the bytes pass */
-    const char *chunk;
+    const char *chunk;  /* the piece the connection handed over (until given back) */
     size_t chunk_len;
+    int piece_out;  /* the piece's buffer is not given back yet */
+    int piece_held; /* the last piece waits for the hash job before its job is queued */
     int err;
-    int jobs;  /* thread-pool jobs running: a piece may have its write and its hash at once */
-    int named; /* the upload file has its .partial/<key> name (else O_TMPFILE) */
+    int job_running; /* the job of work (the hash job runs beside it: sha.running) */
+    int named;       /* the upload file has its .partial/<key> name (else O_TMPFILE) */
     int state_saved;
     int published;
     int last_piece; /* the piece in flight completes the file: its job publishes too */
@@ -100,122 +107,141 @@ static void keep_or_drop(hu_upload *u) {
     }
 }
 
+static int busy(const hu_upload *u) { return u->job_running || u->sha.running; }
+
 /* The connection died mid-body; a running job cleans up when it completes instead. */
 static void upload_cleanup(hu_conn *c) {
     hu_upload *u = c->sink_state;
-    if (u == NULL || u->jobs > 0)
+    if (u == NULL || busy(u))
         return;
     keep_or_drop(u);
     upload_free(u);
 }
 
+/* A piece written on its own: its hash is the hash job's, from the file. */
 static void write_job(uv_work_t *w) {
     hu_upload *u = (hu_upload *)w;
     u->err = hu_storage_write(u->fd, u->chunk, u->chunk_len, u->base + u->received);
 }
 
-/* A piece written and hashed in one job: the piece that completes a PUT (the job goes on to
- * publish, so the digest must be final), and PATCH pieces (nothing to hash: the file is hashed
- * once it is whole). */
-static void write_hash_job(uv_work_t *w) {
+static void publish_job(uv_work_t *w);
+
+/* The piece that completes the file: write, hash what is left (read back what the hash job
+ * did not get to, then this piece from memory), publish, all in one thread-pool trip (for a
+ * small upload that is the whole body: one job instead of two). Never while a hash job runs. */
+static void write_publish_job(uv_work_t *w) {
     hu_upload *u = (hu_upload *)w;
     write_job(w);
-    if (u->err == 0 && u->sha.ctx != NULL) {
-        hu_upload_hash_update(&u->sha, u->chunk, u->chunk_len);
-        u->err = u->sha.err;
+    if (u->err < 0)
+        return;
+    if (u->sha.ctx != NULL) {
+        hu_upload_hash_file(&u->sha, u->received);
+        hu_upload_hash_piece(&u->sha, u->chunk, u->chunk_len);
     }
+    u->received += u->chunk_len;
+    publish_job(w);
+    u->received -= u->chunk_len; /* write_done adds it, as for any piece */
 }
 
-/* Both jobs of a piece are done (or its only one): the buffer goes back to the connection. */
-static void piece_done(hu_upload *u) {
+static int queue_piece(hu_upload *u);
+static void hash_done(hu_upload_hash *h);
+
+/* What comes next once a job of the upload has ended (on the loop thread): failing or
+ * dropping the upload once no job uses it any more, the held piece's job (it waited for the
+ * hash job), more hashing, and giving the piece's buffer back (reading on) unless the hash is
+ * more than HU_HASH_LAG behind. Accounts for the job that ended (hu_conn_job_finished). */
+static void settle(hu_upload *u) {
     hu_conn *c = u->conn;
-    if (u->err == 0 && u->sha.err < 0)
-        u->err = u->sha.err;
-    /* After a publishing job (fd closed by it), success or failure is upload_end's to answer. */
-    if (u->last_piece && (u->err == 0 || u->fd < 0))
-        u->finished = 1;
-    if (u->err < 0 && !u->finished) {
-        /* A full disk or an I/O error: nothing of this upload is worth keeping. */
+    if ((u->err < 0 && !u->finished) || c->closing) {
+        if (busy(u)) { /* the other job settles it */
+            hu_conn_job_finished(c);
+            return;
+        }
         int err = u->err;
-        hu_storage_abort(storage_of(u), u->key, u->fd);
-        u->fd = -1;
+        if (err < 0 && !u->finished) {
+            /* A full disk or an I/O error: nothing of this upload is worth keeping. */
+            hu_storage_abort(storage_of(u), u->key, u->fd);
+            u->fd = -1;
+        } else if (!u->finished) {
+            keep_or_drop(u);
+        }
         upload_free(u);
-        if (!c->closing)
+        if (err < 0 && !c->closing)
             hu_conn_send_error(c, hu_status_from_errno(err), 1);
         hu_conn_job_finished(c);
         return;
     }
-    u->received += u->chunk_len;
-    if (c->closing) {
-        if (!u->finished)
-            keep_or_drop(u);
-        upload_free(u);
-        hu_conn_job_finished(c);
-        return;
+    hu_upload_hash *h = &u->sha;
+    if (u->piece_held && !h->running) {
+        u->piece_held = 0;
+        if (queue_piece(u) < 0) { /* the connection is closed: u is gone */
+            hu_conn_job_finished(c);
+            return;
+        }
     }
+    int last_queued = u->job_running && u->last_piece;
+    if (h->ctx != NULL && !h->running && h->err == 0 && !last_queued && !u->finished &&
+        h->done < u->received) {
+        hu_conn_job_started(c);
+        if (hu_upload_hash_start(h, c->srv->loop, u->received, hash_done) < 0)
+            hu_conn_job_finished(c); /* h->err fails the upload at its end */
+    }
+    int give_back = u->piece_out && !u->job_running && !u->piece_held &&
+                    (!h->running || u->received - h->known <= HU_HASH_LAG);
     hu_conn_job_finished(c);
-    hu_conn_body_consumed(c, u->chunk_len);
-}
-
-/* A job of the piece in flight ended; the piece is done with the last one. */
-static void job_done(hu_upload *u) {
-    if (--u->jobs > 0) {
-        hu_conn_job_finished(u->conn);
-        return;
+    if (give_back) {
+        u->piece_out = 0;
+        hu_conn_body_consumed(c, u->chunk_len);
     }
-    piece_done(u);
 }
 
 static void write_done(uv_work_t *w, int status) {
     hu_upload *u = (hu_upload *)w;
+    u->job_running = 0;
     if (status < 0 && u->err == 0)
         u->err = status;
-    job_done(u);
+    /* After a publishing job (fd closed by it), success or failure is upload_end's to answer. */
+    if (u->last_piece && (u->err == 0 || u->fd < 0))
+        u->finished = 1;
+    if (u->err == 0 || u->finished)
+        u->received += u->chunk_len;
+    settle(u);
 }
 
-static void hash_done(hu_upload_hash *h) { job_done(h->data); }
+static void hash_done(hu_upload_hash *h) { settle(h->data); }
 
-static void publish_job(uv_work_t *w);
-
-/* The piece that completes the file: write, hash, then publish, in one thread-pool trip (for
- * a small upload that is the whole body: one job instead of two). */
-static void write_publish_job(uv_work_t *w) {
-    hu_upload *u = (hu_upload *)w;
-    write_hash_job(w);
-    if (u->err < 0)
-        return;
-    u->received += u->chunk_len;
-    publish_job(w);
-    u->received -= u->chunk_len; /* piece_done adds it, as for any piece */
+/* 0, or a negative errno with the connection closed (and u freed unless the hash job runs:
+ * its settle drops it). */
+static int queue_piece(hu_upload *u) {
+    hu_conn *c = u->conn;
+    u->job_running = 1;
+    hu_conn_job_started(c);
+    int rc = uv_queue_work(c->srv->loop, &u->work, u->last_piece ? write_publish_job : write_job,
+                           write_done);
+    if (rc < 0) {
+        u->job_running = 0;
+        hu_conn_job_finished(c);
+        hu_conn_close(c);
+    }
+    return rc;
 }
 
-/* Any other piece of a PUT is written by one job and hashed by another at the same time:
- * network (the loop thread reads the next piece meanwhile), disk copy and hash on three
- * threads, and the piece takes the longest of them, not the sum. */
+/* Each piece is written by a job of its own and its buffer given back as soon as that is
+ * done: the connection reads the next piece into it while the hash job reads back, on
+ * another core, what was written. The last piece waits for the hash job: its own job
+ * finishes the hash and publishes. (A PUT's body is exactly its signed size, so its last
+ * piece is the one that completes the file: no hash job outlives the body.) */
 static int upload_data(hu_conn *c, const char *p, size_t n) {
     hu_upload *u = c->sink_state;
-    uv_loop_t *loop = c->srv->loop;
     hu_metrics_upload_bytes(c->srv->metrics, n);
     u->chunk = p;
     u->chunk_len = n;
+    u->piece_out = 1;
     u->last_piece = u->base + u->received + n == u->grant.size;
-    int split = !u->last_piece && u->sha.ctx != NULL;
-    uv_work_cb job = u->last_piece ? write_publish_job : split ? write_job : write_hash_job;
-    u->jobs = 1;
-    hu_conn_job_started(c);
-    if (uv_queue_work(loop, &u->work, job, write_done) < 0) {
-        u->jobs = 0;
-        hu_conn_job_finished(c);
-        hu_conn_close(c);
-        return 1;
-    }
-    if (split) {
-        hu_conn_job_started(c);
-        if (hu_upload_hash_queue(&u->sha, loop, p, n, hash_done) == 0)
-            u->jobs++;
-        else
-            hu_conn_job_finished(c); /* sha.err fails the upload when the write is done */
-    }
+    if (u->last_piece && u->sha.running)
+        u->piece_held = 1; /* queued by settle when the hash job is done */
+    else
+        queue_piece(u);
     return 1;
 }
 
@@ -262,6 +288,7 @@ static void publish_job(uv_work_t *w) {
     m->expires = hu_retention_expires(&keep, m->uploaded, cfg->max_days);
     m->size = u->base + u->received;
     if (u->sha.ctx != NULL) {
+        hu_upload_hash_file(&u->sha, u->received); /* an empty body; else nothing left */
         u->err = hu_upload_hash_final(&u->sha, m->sha256);
     } else {
         /* the bytes came in several requests, maybe across restarts: read them back */
@@ -371,7 +398,7 @@ static void answer(hu_upload *u) {
 static void publish_done(uv_work_t *w, int status) {
     hu_upload *u = (hu_upload *)w;
     hu_conn *c = u->conn;
-    u->jobs = 0;
+    u->job_running = 0;
     if (status < 0 && u->err == 0)
         u->err = status;
     answer(u);
@@ -394,10 +421,10 @@ static void upload_end(hu_conn *c) {
         send_patch_done(c, offset);
         return;
     }
-    u->jobs = 1;
+    u->job_running = 1;
     hu_conn_job_started(c);
     if (uv_queue_work(c->srv->loop, &u->work, publish_job, publish_done) < 0) {
-        u->jobs = 0;
+        u->job_running = 0;
         hu_conn_job_finished(c);
         hu_conn_close(c);
     }
@@ -433,7 +460,7 @@ static void begin_job(uv_work_t *w) {
             rc = -EFBIG;
     }
     if (rc == 0 && put)
-        rc = hu_upload_hash_init(&u->sha, u);
+        rc = hu_upload_hash_init(&u->sha, u->fd, u->base, u);
     if (rc == 0 && put && resumable(u) && g->size >= HU_RESUME_STATE_EARLY) {
         hu_file_meta m;
         resume_meta(u, &m);
@@ -457,7 +484,7 @@ static void begin_job(uv_work_t *w) {
 static void begin_done(uv_work_t *w, int status) {
     hu_upload *u = (hu_upload *)w;
     hu_conn *c = u->conn;
-    u->jobs = 0;
+    u->job_running = 0;
     if (status < 0 && u->err == 0)
         u->err = status;
     if (u->err < 0 || c->closing) {
@@ -506,10 +533,10 @@ void hu_upload_start(hu_conn *c, const hu_http_head *h, const hu_upload_grant *g
         return;
     }
     c->upload_key = u->key; /* from now on: the key is busy */
-    u->jobs = 1;
+    u->job_running = 1;
     hu_conn_job_started(c);
     if (uv_queue_work(c->srv->loop, &u->work, begin_job, begin_done) < 0) {
-        u->jobs = 0;
+        u->job_running = 0;
         upload_free(u);
         hu_conn_job_finished(c);
         hu_conn_send_error(c, 500, 1);

@@ -1,13 +1,21 @@
 #include "upload_hash.h"
 
 #include <errno.h>
-#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "codec.h"
 
-int hu_upload_hash_init(hu_upload_hash *h, void *data) {
-    h->data = data;
+/* Read-back size: stays in the core's L2 while it is hashed. */
+#define HASH_READ (64 * 1024)
+
+int hu_upload_hash_init(hu_upload_hash *h, int fd, uint64_t base, void *data) {
+    h->fd = fd;
+    h->base = base;
+    h->done = h->known = 0;
+    h->running = 0;
     h->err = 0;
+    h->data = data;
     if ((h->ctx = EVP_MD_CTX_new()) == NULL)
         return -ENOMEM;
     if (EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1)
@@ -15,31 +23,56 @@ int hu_upload_hash_init(hu_upload_hash *h, void *data) {
     return 0;
 }
 
-void hu_upload_hash_update(hu_upload_hash *h, const char *p, size_t n) {
+void hu_upload_hash_piece(hu_upload_hash *h, const char *p, size_t n) {
     if (h->err == 0 && EVP_DigestUpdate(h->ctx, p, n) != 1)
         h->err = -EIO;
+    h->done += n;
+}
+
+void hu_upload_hash_file(hu_upload_hash *h, uint64_t upto) {
+    if (h->err < 0 || h->done >= upto)
+        return;
+    char *buf = malloc(HASH_READ);
+    if (buf == NULL) {
+        h->err = -ENOMEM;
+        return;
+    }
+    while (h->err == 0 && h->done < upto) {
+        size_t want = upto - h->done < HASH_READ ? (size_t)(upto - h->done) : HASH_READ;
+        ssize_t n = pread(h->fd, buf, want, (off_t)(h->base + h->done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) /* the file is shorter than what was written to it: not ours to publish */
+            h->err = n < 0 ? -errno : -EIO;
+        else
+            hu_upload_hash_piece(h, buf, (size_t)n);
+    }
+    free(buf);
 }
 
 static void hash_job(uv_work_t *w) {
     hu_upload_hash *h = (hu_upload_hash *)w;
-    hu_upload_hash_update(h, h->piece, h->len);
+    hu_upload_hash_file(h, h->upto);
 }
 
 static void hash_done(uv_work_t *w, int status) {
     hu_upload_hash *h = (hu_upload_hash *)w;
+    h->running = 0;
+    h->known = h->done;
     if (status < 0 && h->err == 0)
-        h->err = -EIO; /* cancelled: the digest misses a piece */
-    h->done(h);
+        h->err = -EIO; /* cancelled: the digest misses bytes */
+    h->cb(h);
 }
 
-int hu_upload_hash_queue(hu_upload_hash *h, uv_loop_t *loop, const char *p, size_t n,
-                         hu_upload_hash_cb done) {
-    h->piece = p;
-    h->len = n;
-    h->done = done;
+int hu_upload_hash_start(hu_upload_hash *h, uv_loop_t *loop, uint64_t upto, hu_upload_hash_cb cb) {
+    h->upto = upto;
+    h->cb = cb;
+    h->running = 1;
     int rc = uv_queue_work(loop, &h->work, hash_job, hash_done);
-    if (rc < 0)
+    if (rc < 0) {
+        h->running = 0;
         h->err = -EIO;
+    }
     return rc;
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """A 1 GiB upload through curl: completes, stays in bounded memory, and reads back intact
-(release binary only: ASan's shadow memory makes RSS meaningless). Pieces of a PUT are written
-and hashed by two jobs at once: the recorded sha256 of a many-piece upload is right, and a
-connection cut while both jobs run leaves what a cut always leaves."""
+(release binary only: ASan's shadow memory makes RSS meaningless). A PUT's pieces are written
+by one job each while a hash job reads back what was written: the recorded sha256 of a
+many-piece upload is right, and a connection cut while both run leaves what a cut always
+leaves."""
 
 import hashlib
 import os
@@ -81,8 +82,9 @@ def many_pieces_recorded_with_their_sha256():
 
 @test
 def cut_while_pieces_are_written_and_hashed():
-    """Cut after 2.3 MiB of 8 (jobs in flight): a legacy upload leaves nothing, a Bearer one
-    leaves only its tus partial, and the whole PUT retried is stored with the right sha256."""
+    """Cut after 2.3 MiB of 8 (write and hash jobs running): a legacy upload leaves nothing, a
+    Bearer one leaves only its tus partial, and the whole PUT retried is stored with the right
+    sha256."""
     with UploadServer(legacy_protocols=["v1"]) as srv:
         size = 8 << 20
         body = os.urandom(size)
