@@ -430,9 +430,11 @@ def custom_secret_ledger_and_log_inside_storage_survive():
         assert os.path.isfile(db_file), f"{stage}: ledger gone"
         eq(ledger_paths(db_file), sorted(uploaded), f"{stage}: ledger rows")
         assert os.path.isfile(log_file), f"{stage}: access log gone"
+        # a request's line is written after its response went out: wait for it
+        wait_for(lambda: read_bytes(log_file).count(b"\n") >= len(uploaded), 5,
+                 f"{stage}: an access log line per upload")
         log = read_bytes(log_file)
         assert log.startswith(log_before[0]), f"{stage}: access log lost lines"
-        assert log.count(b"\n") >= len(uploaded), f"{stage}: access log {log!r}"
         log_before[0] = log
         for p in uploaded:
             g = curl(f"{srv.base}/{pct_path(p)}")
