@@ -1,6 +1,7 @@
 #include "upload_hash.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -29,7 +30,10 @@ void hu_upload_hash_piece(hu_upload_hash *h, const char *p, size_t n) {
     h->done += n;
 }
 
-void hu_upload_hash_file(hu_upload_hash *h, uint64_t upto) {
+/* With polite, the thread offers its core between reads: the hash job is background work, and
+ * the write job and the loop thread it would keep waiting for a core (the next piece's write
+ * cannot start, a finished one is not seen) are what the upload's pace depends on. */
+static void hash_file(hu_upload_hash *h, uint64_t upto, int polite) {
     if (h->err < 0 || h->done >= upto)
         return;
     char *buf = malloc(HASH_READ);
@@ -46,13 +50,17 @@ void hu_upload_hash_file(hu_upload_hash *h, uint64_t upto) {
             h->err = n < 0 ? -errno : -EIO;
         else
             hu_upload_hash_piece(h, buf, (size_t)n);
+        if (polite)
+            sched_yield();
     }
     free(buf);
 }
 
+void hu_upload_hash_file(hu_upload_hash *h, uint64_t upto) { hash_file(h, upto, 0); }
+
 static void hash_job(uv_work_t *w) {
     hu_upload_hash *h = (hu_upload_hash *)w;
-    hu_upload_hash_file(h, h->upto);
+    hash_file(h, h->upto, 1);
 }
 
 static void hash_done(uv_work_t *w, int status) {
