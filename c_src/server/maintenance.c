@@ -162,22 +162,7 @@ static int check_file(void *ctx, const char *rel, const char *key, const hu_file
         fc->young++;
         return 0;
     }
-    hu_stored_file f = {
-        .path = m->path,
-        .user = m->user[0] ? m->user : NULL,
-        .size = (uint64_t)st->st_size,
-        .content_type = m->type,
-        .sha256_hex = m->sha256,
-        .created = m->uploaded,
-        .expires = m->expires,
-        .scheme = m->scheme,
-        .media_type = m->media_type[0] ? m->media_type : NULL,
-        .type_ok = m->media_type[0] ? m->type_ok : -1,
-        .width = m->width,
-        .height = m->height,
-        .blurhash = m->blurhash[0] ? m->blurhash : NULL,
-        .thumbnail = m->thumbnail,
-    };
+    hu_stored_file f = hu_server_ledger_row(m, m->path, m->user, (uint64_t)st->st_size, NULL);
     if (hu_ledger_commit_upload(set->ledger.ledger, &f) == 0)
         fc->adopted++;
     return 0;

@@ -144,3 +144,24 @@ void hu_server_ledger_audit(hu_server_ledger *sl, const char *event, const char 
                 hu_ledger_errmsg(sl->ledger));
     uv_mutex_unlock(&sl->lock);
 }
+
+hu_stored_file hu_server_ledger_row(const hu_file_meta *m, const char *path, const char *user,
+                                    uint64_t size, const char *source_ip) {
+    return (hu_stored_file){
+        .path = path,
+        .user = user && user[0] ? user : NULL,
+        .size = size,
+        .content_type = m->type,
+        .sha256_hex = m->sha256,
+        .created = m->uploaded,
+        .expires = m->expires,
+        .source_ip = source_ip,
+        .scheme = m->scheme,
+        .media_type = m->media_type[0] ? m->media_type : NULL,
+        .type_ok = m->media_type[0] ? m->type_ok : -1,
+        .width = m->width,
+        .height = m->height,
+        .blurhash = m->blurhash[0] ? m->blurhash : NULL,
+        .thumbnail = m->thumbnail,
+    };
+}

@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include "file_meta.h"
 #include "ledger.h"
 #include "storage.h"
 
@@ -33,6 +34,12 @@ void hu_server_ledger_close(hu_server_ledger *sl);
  * when idle). */
 int hu_server_ledger_complete(hu_server_ledger *sl, const hu_storage *st, const char *key,
                               const hu_stored_file *f);
+
+/* The ledger row of a published file from its record (the completion's and the start-up
+ * adoption's): path and user as the caller knows them, size as stored, source_ip or NULL.
+ * The strings stay m's and the caller's. */
+hu_stored_file hu_server_ledger_row(const hu_file_meta *m, const char *path, const char *user,
+                                    uint64_t size, const char *source_ip);
 
 /* An upload starts on a slot: claims (or makes again) its reservation and learns the file's
  * retention (ledger.h); without a ledger, the default retention. Blocking. */

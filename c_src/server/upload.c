@@ -249,23 +249,7 @@ static int upload_data(hu_conn *c, const char *p, size_t n) {
  * with the uploads completing at the same time), before the 201. */
 static int record_upload(hu_upload *u) {
     const hu_file_meta *m = &u->meta;
-    hu_stored_file f = {
-        .path = u->grant.path,
-        .user = u->grant.user[0] ? u->grant.user : NULL,
-        .size = m->size,
-        .content_type = m->type,
-        .sha256_hex = m->sha256,
-        .created = m->uploaded,
-        .expires = m->expires,
-        .source_ip = u->conn->peer,
-        .scheme = m->scheme,
-        .media_type = m->media_type[0] ? m->media_type : NULL,
-        .type_ok = m->media_type[0] ? m->type_ok : -1,
-        .width = m->width,
-        .height = m->height,
-        .blurhash = m->blurhash[0] ? m->blurhash : NULL,
-        .thumbnail = m->thumbnail,
-    };
+    hu_stored_file f = hu_server_ledger_row(m, u->grant.path, u->grant.user, m->size, u->conn->peer);
     hu_server_ledger *sl = &u->conn->set->ledger;
     uint64_t t0 = uv_hrtime();
     int rc = hu_server_ledger_complete(sl, storage_of(u), u->key, &f);
