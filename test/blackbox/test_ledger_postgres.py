@@ -19,7 +19,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import (ROOT, VARIANT, UploadServer, curl, eq, keys, main,  # noqa: E402
+from harness import (ROOT, Load, UploadServer, curl, eq, keys, main,  # noqa: E402
                      parse_response, put, test, wait_for)
 from pg_proxy import PgProxy  # noqa: E402
 from postgres import Postgres  # noqa: E402
@@ -131,39 +131,23 @@ def postgres_stopped_mid_load_and_restarted():
     visible; uploads succeed again without touching the upload server."""
     url = new_database("fault")
     with UploadServer(ledger_path=url) as srv:
-        results, lock, stop = [], threading.Lock(), threading.Event()
-
-        def client(n):
+        def client(n, load):
             i = 0
-            while not stop.is_set():
+            while not load.stopped:
                 body = os.urandom(512 + n)
                 s = srv.slot(len(body), filename=f"c{n}-{i}.bin")
-                status = put(s.put_url, body, "--max-time", "20").status
-                with lock:
-                    results.append((time.monotonic(), s.path, status))
+                load.add(s.path, put(s.put_url, body, "--max-time", "20").status)
                 i += 1
 
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
-        for t in threads:
-            t.start()
-        try:
+        with Load(client) as load:
             time.sleep(1.0)
             down_at = time.monotonic()
             pg().stop("fast")
             time.sleep(2.0)
             up_at = time.monotonic()
             pg().start()
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                with lock:
-                    resumed = [r for r in results if r[0] > up_at + 0.2 and r[2] == 201]
-                if len(resumed) >= 8:
-                    break
-                time.sleep(0.2)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join(60)
+            load.wait_resumed(up_at)
+        results = load.results
         acked = {p for _, p, st in results if st == 201}
         failed = [(t, p, st) for t, p, st in results if st != 201]
         recorded = rows("fault")
@@ -184,7 +168,7 @@ def postgres_stopped_mid_load_and_restarted():
             eq((r.status, r.headers.get("retry-after")), (503, "1"), "503 with Retry-After")
         finally:
             pg().start()
-        resumed = [r for r in results if r[0] > up_at + 0.2 and r[2] == 201]
+        resumed = load.resumed(up_at)
         assert len(resumed) >= 8, f"service did not resume: {len(resumed)} uploads after restart"
         print(f"# {len(acked)} acknowledged, {len(failed)} refused during the outage"
               f" (statuses {statuses}), {len(recorded)} rows", flush=True)

@@ -362,6 +362,47 @@ TEST(media_metadata_round_trips)
     cleanup(l);
 }
 
+/* n processes at once: each waits at a gate (a pipe closed when all are forked), runs
+ * child(i), and exits with what it returns; codes[i] gets that, or 9 for a process that did
+ * not exit normally. */
+static void at_once(int n, int (*child)(int i), int *codes) {
+    pid_t pids[64];
+    int gate[2];
+    if (n > 64 || pipe(gate) != 0) {
+        for (int i = 0; i < n; i++)
+            codes[i] = 9;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            char go;
+            close(gate[1]);
+            if (read(gate[0], &go, 1) < 0) _exit(3);
+            _exit(child(i));
+        }
+    }
+    close(gate[0]);
+    close(gate[1]); /* everybody starts at once */
+    for (int i = 0; i < n; i++) {
+        int st;
+        waitpid(pids[i], &st, 0);
+        codes[i] = WIFEXITED(st) ? WEXITSTATUS(st) : 9;
+    }
+}
+
+/* One of fifty_processes_never_over_commit's: 0 granted, 1 refused over quota, else failed. */
+static int reserve_a_hundred(int i) {
+    hu_ledger *mine = NULL;
+    if (hu_ledger_open(db, &mine) < 0) return 4;
+    char path[32];
+    snprintf(path, sizeof path, "slot%d/f", i);
+    int64_t retry;
+    int rc = reserve(mine, path, "carol@x", 100, 9000, 1000, 1000, &retry);
+    hu_ledger_close(mine);
+    return rc == 0 ? 0 : rc == -EDQUOT ? 1 : 2;
+}
+
 /* 50 processes, each with its own handle, ask for 100 bytes of a 1000-byte quota at once. */
 TEST(fifty_processes_never_over_commit)
 {
@@ -370,35 +411,13 @@ TEST(fifty_processes_never_over_commit)
     hu_stored_file used = file("old/f", "carol@x", 500);
     CHECK_INT(hu_ledger_commit_upload(l, &used), 0);
     enum { N = 50 };
-    pid_t pids[N];
-    int pipefd[2];
-    CHECK_INT(pipe(pipefd), 0);
-    for (int i = 0; i < N; i++) {
-        pids[i] = fork();
-        if (pids[i] == 0) {
-            char go;
-            close(pipefd[1]);
-            if (read(pipefd[0], &go, 1) < 0) _exit(3);
-            hu_ledger *mine = NULL;
-            if (hu_ledger_open(db, &mine) < 0) _exit(4);
-            char path[32];
-            snprintf(path, sizeof path, "slot%d/f", i);
-            int64_t retry;
-            int rc = reserve(mine, path, "carol@x", 100, 9000, 1000, 1000, &retry);
-            hu_ledger_close(mine);
-            _exit(rc == 0 ? 0 : rc == -EDQUOT ? 1 : 2);
-        }
-    }
-    close(pipefd[0]);
-    close(pipefd[1]); /* everybody starts at once */
+    int codes[N];
+    at_once(N, reserve_a_hundred, codes);
     int granted = 0, refused = 0, other = 0;
     for (int i = 0; i < N; i++) {
-        int st;
-        waitpid(pids[i], &st, 0);
-        int code = WIFEXITED(st) ? WEXITSTATUS(st) : 9;
-        granted += code == 0;
-        refused += code == 1;
-        other += code > 1;
+        granted += codes[i] == 0;
+        refused += codes[i] == 1;
+        other += codes[i] > 1;
     }
     CHECK_INT(other, 0);
     CHECK_INT(granted, 5);
@@ -755,40 +774,30 @@ TEST(newer_schema_is_refused)
     cleanup(l);
 }
 
+/* One of first_open_from_ten_processes_at_once's: opens the new ledger and reserves. */
+static int open_and_reserve(int i) {
+    hu_ledger *mine = NULL;
+    int rc = hu_ledger_open(db, &mine);
+    if (rc < 0) fprintf(stderr, "open: %s\n", hu_ledger_errmsg(mine));
+    char path[32];
+    snprintf(path, sizeof path, "first%d/f", i);
+    int64_t retry;
+    if (rc == 0) rc = reserve(mine, path, "kim@x", 10, 9000, 1000, 1000, &retry);
+    hu_ledger_close(mine);
+    return rc == 0 ? 0 : 1;
+}
+
 /* Ten processes open a ledger nobody created yet, at once: it is created once, and every one
  * of them can use it. */
 TEST(first_open_from_ten_processes_at_once)
 {
     CHECK_INT(new_location(), 0);
     enum { N = 10 };
-    pid_t pids[N];
-    int pipefd[2];
-    CHECK_INT(pipe(pipefd), 0);
-    for (int i = 0; i < N; i++) {
-        pids[i] = fork();
-        if (pids[i] == 0) {
-            char go;
-            close(pipefd[1]);
-            if (read(pipefd[0], &go, 1) < 0) _exit(3);
-            hu_ledger *mine = NULL;
-            int rc = hu_ledger_open(db, &mine);
-            if (rc < 0) fprintf(stderr, "open: %s\n", hu_ledger_errmsg(mine));
-            char path[32];
-            snprintf(path, sizeof path, "first%d/f", i);
-            int64_t retry;
-            if (rc == 0) rc = reserve(mine, path, "kim@x", 10, 9000, 1000, 1000, &retry);
-            hu_ledger_close(mine);
-            _exit(rc == 0 ? 0 : 1);
-        }
-    }
-    close(pipefd[0]);
-    close(pipefd[1]);
+    int codes[N];
+    at_once(N, open_and_reserve, codes);
     int failed = 0;
-    for (int i = 0; i < N; i++) {
-        int st;
-        waitpid(pids[i], &st, 0);
-        failed += !WIFEXITED(st) || WEXITSTATUS(st) != 0;
-    }
+    for (int i = 0; i < N; i++)
+        failed += codes[i] != 0;
     CHECK_INT(failed, 0);
     hu_ledger *l = NULL;
     CHECK_INT(hu_ledger_open(db, &l), 0);

@@ -27,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from cluster import Cluster  # noqa: E402
-from harness import curl, eq, main, published_key, test, wait_for  # noqa: E402
+from harness import Load, curl, eq, main, published_key, test, wait_for  # noqa: E402
 from xmpp_clients import random_file, slix  # noqa: E402
 
 KIB, MIB = 1 << 10, 1 << 20
@@ -277,53 +277,41 @@ def postgres_stopped_under_load_and_restarted():
     plan = {i: [(f"load{i}-{j}.bin", 700, None) for j in range(per_node)] for i in (0, 1)}
     slots = [s for rs in c.slot_requests(name, pw, plan).values() for s in rs]
     assert all("put" in s for s in slots), [s for s in slots if "put" not in s][:3]
-    pool = iter(slots)
-    results, lock, stop = [], threading.Lock(), threading.Event()
+    pool, pool_lock = iter(slots), threading.Lock()
 
-    def client():
+    def client(_n, load):
         # as a client does: a refused upload is tried again on its slot a moment later
-        while not stop.is_set():
-            with lock:
+        while not load.stopped:
+            with pool_lock:
                 s = next(pool, None)
             if s is None:
                 return
             body = os.urandom(700)
-            while not stop.is_set():
+            while not load.stopped:
                 status = put_slot(s, body).status
-                with lock:
-                    results.append((time.monotonic(), s, status))
+                load.add(s, status)
                 if status == 201:
                     break
                 time.sleep(0.1)
             time.sleep(0.02)
 
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for t in threads:
-        t.start()
     outage = {}
     try:
-        time.sleep(1.0)
-        down_at = time.monotonic()
-        c.pg.stop("fast")
-        time.sleep(0.3)
-        outage = c.slot_requests(name, pw, {0: [("x.bin", 10, None)], 1: [("y.bin", 10, None)]},
-                                 timeout=20)
-        time.sleep(max(0.0, down_at + 2.0 - time.monotonic()))
-        up_at = time.monotonic()
-        c.pg.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with lock:
-                resumed = [r for r in results if r[0] > up_at + 0.2 and r[2] == 201]
-            if len(resumed) >= 8:
-                break
-            time.sleep(0.2)
+        with Load(client) as load:
+            time.sleep(1.0)
+            down_at = time.monotonic()
+            c.pg.stop("fast")
+            time.sleep(0.3)
+            outage = c.slot_requests(name, pw, {0: [("x.bin", 10, None)], 1: [("y.bin", 10, None)]},
+                                     timeout=20)
+            time.sleep(max(0.0, down_at + 2.0 - time.monotonic()))
+            up_at = time.monotonic()
+            c.pg.start()
+            load.wait_resumed(up_at, timeout=20)
     finally:
-        stop.set()
-        for t in threads:
-            t.join(60)
         if c.pg.proc is None:
             c.pg.start()
+    results = load.results
 
     eq([(r.get("error"), r.get("type")) for rs in outage.values() for r in rs],
        [("resource-constraint", "wait")] * 2, "slot requests while PostgreSQL is down")
@@ -340,7 +328,7 @@ def postgres_stopped_under_load_and_restarted():
     assert [r for r in results if r[0] < down_at and r[2] == 201], "nothing before the outage"
     assert failed, "no upload failed while PostgreSQL was down"
     eq(sorted(set(failed)), [503], "statuses during the outage")
-    resumed = [r for r in results if r[0] > up_at + 0.2 and r[2] == 201]
+    resumed = load.resumed(up_at)
     assert len(resumed) >= 8, f"uploads did not resume: {len(resumed)} after the restart"
     eq(sorted({i for t, s, st in results if st == 201 and t > up_at
                 for i in served_by(slot_path(s["put"]))}), [0, 1], "servers that resumed")

@@ -395,6 +395,47 @@ def wait_for(cond, timeout=10, what="condition", interval=0.02):
         time.sleep(interval)
 
 
+
+class Load:
+    """Clients uploading without pause on threads while a test breaks something (the ledger's
+    PostgreSQL stopped and started): each thread runs client(n, load) until load.stopped, and
+    the client records every attempt with load.add(key, status). results: (monotonic time,
+    key, status), in order; read them after the with block, or through resumed()."""
+
+    def __init__(self, client, clients=4):
+        self.results, self._lock, self._stop = [], threading.Lock(), threading.Event()
+        self._threads = [threading.Thread(target=client, args=(n, self)) for n in range(clients)]
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+
+    @property
+    def stopped(self):
+        return self._stop.is_set()
+
+    def add(self, key, status):
+        with self._lock:
+            self.results.append((time.monotonic(), key, status))
+
+    def resumed(self, after):
+        """The 201s of attempts that ended a moment (0.2 s) after `after`."""
+        with self._lock:
+            return [r for r in self.results if r[0] > after + 0.2 and r[2] == 201]
+
+    def wait_resumed(self, after, n=8, timeout=15):
+        """Until n uploads succeeded after `after`, at most timeout seconds (the test then
+        asserts how many did)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.resumed(after)) < n:
+            time.sleep(0.2)
+
 # ---- curl ------------------------------------------------------------------------------------
 
 class Response:
