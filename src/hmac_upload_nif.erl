@@ -6,6 +6,7 @@
 -module(hmac_upload_nif).
 
 -export([load/0, mint_bearer/6, check_filename/1, check_content_type/1, default_path/2,
+         redact_ledger_path/1,
          storage_open/1, storage_migrate/2, delete_stored/4, secret_file_read/2, ledger_open/1, reserve/7,
          retry_at/3, usage/4, set_quota/3, list_files/2, get_file/2, delete_file/3,
          audit_recent/3, audit/7, server_config/2]).
@@ -66,6 +67,11 @@ check_content_type(_Type) -> erlang:nif_error(not_loaded).
 %% Where a state file (<<"secret">>, <<"ledger.sqlite3">>) lives by default under StorageDir.
 -spec default_path(binary(), binary()) -> binary() | {error, atom()}.
 default_path(_StorageDir, _Name) -> erlang:nif_error(not_loaded).
+
+%% ledger_path fit for a log line: a PostgreSQL URL's password (user:password@ or
+%% ?password=) becomes *** (the server's own redaction).
+-spec redact_ledger_path(binary()) -> binary().
+redact_ledger_path(_Path) -> erlang:nif_error(not_loaded).
 
 %% Creates the storage layout's directories.
 -spec storage_open(binary()) -> ok | {error, atom()}.

@@ -16,7 +16,6 @@
 %% gen_server
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, code_change/3]).
 %% hooks and commands
--export([redact_url/1]).
 -export([remove_user/2, get_commands_spec/0, cmd_usage/2, cmd_set_quota/3, cmd_clear_quota/2,
          cmd_list_files/2, cmd_delete_file/2, cmd_audit/2]).
 
@@ -469,38 +468,7 @@ open_ledger(undefined, Dir) ->
 open_ledger(Path, Dir) ->
     case hmac_upload_nif:ledger_open(Path) of
         {ok, Ledger} -> migrate(Dir, Ledger);
-        {error, Why} -> state_error("ledger_path", redact_url(Path), Why)
-    end.
-
-%% A PostgreSQL URL's password (in its user info or its query) never reaches a log.
--spec redact_url(binary()) -> binary().
-redact_url(Path) ->
-    case uri_string:parse(Path) of
-        #{scheme := Scheme} = U when Scheme == <<"postgresql">>; Scheme == <<"postgres">> ->
-            U1 = case U of
-                     #{userinfo := UI} ->
-                         case string:split(UI, ":") of
-                             [User, _Password] -> U#{userinfo => <<User/binary, ":***">>};
-                             _ -> U
-                         end;
-                     _ -> U
-                 end,
-            U2 = case U1 of
-                     #{query := Q} ->
-                         case uri_string:dissect_query(Q) of
-                             Pairs when is_list(Pairs) ->
-                                 U1#{query => uri_string:compose_query(
-                                                [case K of
-                                                     <<"password">> -> {K, <<"***">>};
-                                                     _ -> {K, V}
-                                                 end || {K, V} <- Pairs])};
-                             _ -> U1#{query => <<"***">>}
-                         end;
-                     _ -> U1
-                 end,
-            iolist_to_binary(uri_string:recompose(U2));
-        _ ->
-            Path
+        {error, Why} -> state_error("ledger_path", hmac_upload_nif:redact_ledger_path(Path), Why)
     end.
 
 migrate(Dir, Ledger) ->

@@ -20,17 +20,52 @@ int hu_ledger_open(const char *path, hu_ledger **out) {
                                        : hu__ledger_sqlite_open(path, out);
 }
 
+/* Appends len bytes of s to out (cap bytes, NUL-terminated), as far as they fit. */
+static void put(char *out, size_t cap, size_t *n, const char *s, size_t len) {
+    while (len-- > 0 && *n + 1 < cap)
+        out[(*n)++] = *s++;
+    out[*n] = '\0';
+}
+
+/* The two places libpq's URI takes a password: user:password@ in the authority, and a
+ * password=... parameter of the query; each value becomes ***. */
 void hu_ledger_redact(const char *path, char *out, size_t cap) {
-    const char *scheme_end = hu_ledger_is_postgres(path) ? strstr(path, "://") : NULL;
-    const char *at = scheme_end ? strpbrk(scheme_end + 3, "@/?") : NULL;
-    const char *colon = at && *at == '@' ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3))
-                                         : NULL;
-    if (colon == NULL) {
+    if (cap == 0)
+        return;
+    size_t n = 0;
+    out[0] = '\0';
+    if (!hu_ledger_is_postgres(path)) {
         snprintf(out, cap, "%s", path ? path : "");
         return;
     }
-    /* postgresql://user:secret@host/db -> postgresql://user:***@host/db */
-    snprintf(out, cap, "%.*s:***%s", (int)(colon - path), path, at);
+    const char *p = path, *auth = strstr(path, "://") + 3;
+    size_t auth_len = strcspn(auth, "/?#");
+    const char *at = memrchr(auth, '@', auth_len); /* the last: a password may hold an @ */
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon != NULL) {
+        put(out, cap, &n, p, (size_t)(colon + 1 - p));
+        put(out, cap, &n, "***", 3);
+        p = at;
+    }
+    const char *q = strchr(p, '?');
+    if (q == NULL) {
+        put(out, cap, &n, p, strlen(p));
+        return;
+    }
+    put(out, cap, &n, p, (size_t)(q + 1 - p));
+    for (p = q + 1; *p != '\0' && *p != '#';) {
+        size_t len = strcspn(p, "&#");
+        if (strncmp(p, "password=", 9) == 0 && len >= 9) {
+            put(out, cap, &n, p, 9);
+            put(out, cap, &n, "***", 3);
+        } else {
+            put(out, cap, &n, p, len);
+        }
+        p += len;
+        if (*p == '&')
+            put(out, cap, &n, p++, 1);
+    }
+    put(out, cap, &n, p, strlen(p));
 }
 
 void hu_ledger_close(hu_ledger *l) {

@@ -33,7 +33,7 @@ void hu_ledger_close(hu_ledger *l);
 const char *hu_ledger_errmsg(const hu_ledger *l);
 /* 1 when path names a PostgreSQL ledger. */
 int hu_ledger_is_postgres(const char *path);
-/* path fit for a log line: a URL's password is replaced by ***. */
+/* path fit for a log line: a URL's password (user:password@, or ?password=) becomes ***. */
 void hu_ledger_redact(const char *path, char *out, size_t cap);
 
 /* The start-up reconciliation of ledger and storage is done by one server at a time, when

@@ -436,6 +436,16 @@ static ERL_NIF_TERM default_path_nif(ErlNifEnv *env, int argc, const ERL_NIF_TER
     return rc == 0 ? make_text(env, out) : error_tuple(env, errno_atom(rc));
 }
 
+/* A ledger_path fit for a log line: the server's own redaction (ledger.h). Pure, short. */
+static ERL_NIF_TERM redact_ledger_path_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    char path[4096], out[4096];
+    if (!get_cstr(env, argv[0], path, sizeof path))
+        return enif_make_badarg(env);
+    hu_ledger_redact(path, out, sizeof out);
+    return make_text(env, out);
+}
+
 static ledger_res *get_ledger(ErlNifEnv *env, ERL_NIF_TERM t);
 
 /* Creates the storage layout's directories (state/ holds the default ledger). ok | {error, A}. */
@@ -561,6 +571,7 @@ static ErlNifFunc nif_funcs[] = {
     {"check_filename", 1, check_filename_nif, 0},
     {"check_content_type", 1, check_content_type_nif, 0},
     {"default_path", 2, default_path_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"redact_ledger_path", 1, redact_ledger_path_nif, 0},
     {"server_config", 2, server_config_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"storage_open", 1, storage_open_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"storage_migrate", 2, storage_migrate_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},

@@ -836,6 +836,13 @@ TEST(passwords_stay_out_of_log_lines)
     hu_ledger_redact("postgresql://hu:s3cret@db.example:5432/upload?sslmode=require", out,
                      sizeof out);
     CHECK_STR(out, "postgresql://hu:***@db.example:5432/upload?sslmode=require");
+    hu_ledger_redact("postgresql://db/upload?user=hu&password=s3cret&connect_timeout=3", out,
+                     sizeof out);
+    CHECK_STR(out, "postgresql://db/upload?user=hu&password=***&connect_timeout=3");
+    hu_ledger_redact("postgresql://hu:a@b@db/upload?password=c#x", out, sizeof out);
+    CHECK_STR(out, "postgresql://hu:***@db/upload?password=***#x");
+    hu_ledger_redact("postgresql://hu:s3cret@db/upload?password=s3cret", out, 20);
+    CHECK(strstr(out, "s3cret") == NULL);
     hu_ledger_redact("postgres://hu@db/upload", out, sizeof out);
     CHECK_STR(out, "postgres://hu@db/upload");
     hu_ledger_redact("/var/lib/hu/state/ledger.sqlite3", out, sizeof out);

@@ -184,12 +184,12 @@ options_test() ->
 
 %% A PostgreSQL ledger URL is logged without its password, wherever libpq lets it be.
 redact_url_test_() ->
-    R = fun mod_http_upload_hmac:redact_url/1,
+    R = fun hmac_upload_nif:redact_ledger_path/1,
     [?_assertEqual(<<"postgresql://hu:***@127.0.0.1:5432/db?sslmode=disable">>,
                    R(<<"postgresql://hu:s3cr%40t@127.0.0.1:5432/db?sslmode=disable">>)),
      ?_assertEqual(<<"postgresql://h/db?user=a&password=***&connect_timeout=3">>,
                    R(<<"postgresql://h/db?user=a&password=b&connect_timeout=3">>)),
      ?_assertEqual(<<"postgres://u@h/db">>, R(<<"postgres://u@h/db">>)),
-     ?_assertEqual(<<"postgresql://h/db?***">>, R(<<"postgresql://h/db?password=%zz">>)),
+     ?_assertEqual(<<"postgresql://h/db?password=***">>, R(<<"postgresql://h/db?password=%zz">>)),
      ?_assertEqual(<<"/var/lib/hmac-upload/state/ledger.sqlite3">>,
                    R(<<"/var/lib/hmac-upload/state/ledger.sqlite3">>))].
