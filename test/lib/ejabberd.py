@@ -156,8 +156,11 @@ modules:
         else:
             # epmd-less nodes all assume one port for every node: a cluster on one address
             # registers its nodes in a private epmd instead (never one started by erl itself)
+            # The node listens on the port picked for it, not an ephemeral one that could be
+            # a port another member of the cluster is about to bind: $HU_DIST_LISTEN is set
+            # for `ejabberdctl start` only (ejabberdctl's own nodes read this file too).
             dist = f"export ERL_EPMD_PORT={self.epmd_port}\n"
-            no_epmd = " -start_epmd false"
+            no_epmd = " -start_epmd false $HU_DIST_LISTEN"
         with open(self.ctl_cfg, "w") as f:
             f.write(f"""ERLANG_NODE={self.node}
 {dist}INET_DIST_INTERFACE=127.0.0.1
@@ -173,8 +176,8 @@ EXEC_CMD=as_current_user
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
 
     # -- control -----------------------------------------------------------------------------
-    def ctl(self, *args, check=True, timeout=60):
-        env = dict(os.environ, HOME=self.dir)
+    def ctl(self, *args, check=True, timeout=60, extra_env=None):
+        env = dict(os.environ, HOME=self.dir, **(extra_env or {}))
         p = subprocess.run([EJABBERDCTL, "-c", self.ctl_cfg] + list(args), capture_output=True,
                            text=True, env=env, timeout=timeout)
         if check and p.returncode != 0:
@@ -215,7 +218,9 @@ EXEC_CMD=as_current_user
     def start_written(self, timeout=60, wait_upload=True):
         """Starts with the configuration files as they are on disk; with a managed upload
         server, returns once it accepts connections (unless wait_upload is false)."""
-        self.ctl("start")
+        pin = (f"-kernel inet_dist_listen_min {self.dist_port} inet_dist_listen_max {self.dist_port}"
+               if self.epmd_port is not None else "")
+        self.ctl("start", extra_env={"HU_DIST_LISTEN": pin})
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.ctl("status", check=False).returncode == 0:
