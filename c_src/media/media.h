@@ -4,7 +4,7 @@
  * mmaps the file), output a struct; no I/O, no libuv.
  *
  * Threads: a hu_media_ctx owns a libmagic handle, which is not thread-safe. Give each thread
- * (each thread-pool worker) its own ctx; hu_media_probe is otherwise reentrant. */
+ * (each thread-pool worker) its own ctx; the rest is reentrant. */
 #ifndef HU_MEDIA_H
 #define HU_MEDIA_H
 
@@ -47,7 +47,21 @@ typedef struct {
                   image we decode; -ENOMEM */
 } hu_media_info;
 
-/* Fills *out from len bytes at buf; declared_type is the client's Content-Type (may be NULL).
+/* libmagic sees a file's first this many bytes (media.c says why). */
+#define HU_MEDIA_HEAD_BYTES 1024
+
+/* The first step of hu_media_probe, alone: fills out's type fields from the first bytes of
+ * a file (buf, len: at least its first HU_MEDIA_HEAD_BYTES, or all of it), the rest zero.
+ * Returns 1 when the type is an image format hu_media_describe decodes, 0 when not,
+ * -EINVAL. A caller can then map the whole file only for the images. */
+int hu_media_type(hu_media_ctx *ctx, const void *buf, size_t len, const char *declared_type,
+                  hu_media_info *out);
+/* The second step: decodes the whole file (len bytes at buf) as the type hu_media_type put
+ * in out, and fills its size, BlurHash and thumbnail. Returns out->error. */
+int hu_media_describe(const void *buf, size_t len, const hu_media_limits *lim,
+                      hu_media_info *out);
+
+/* Both steps: fills *out from len bytes at buf; declared_type is the client's Content-Type (may be NULL).
  * Returns out->error, or -EINVAL for bad limits (out is then empty). Free with
  * hu_media_info_free whatever it returned. */
 int hu_media_probe(hu_media_ctx *ctx, const void *buf, size_t len, const char *declared_type,

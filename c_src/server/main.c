@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +205,10 @@ int main(int argc, char **argv) {
     /* Disk work (writes, fsync, publish, ledger) runs on libuv's thread pool; its default of
      * 4 threads serializes fsyncs of concurrent small uploads. Set before the pool starts. */
     setenv("UV_THREADPOOL_SIZE", "32", 0);
+    /* glibc gives each of those threads its own malloc arena (up to 8 per core), and keeps
+     * what they freed: libmagic's passing allocations left about 9 MiB in each, 300 MiB of
+     * RSS after a burst of small uploads. Two arenas per core instead. */
+    mallopt(M_ARENA_MAX, 2 * (int)uv_available_parallelism());
     hu_server srv;
     control ctl;
     uv_loop_t *loop = uv_default_loop();

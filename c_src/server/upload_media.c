@@ -5,48 +5,88 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "media.h"
 
-/* libmagic handles are not thread-safe: one per thread-pool worker, made on first use and
- * freed when the thread ends. */
-static pthread_key_t ctx_key;
-static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+/* libmagic handles are not thread-safe, and each holds its own copy of the compiled database
+ * (about 9 MiB): one per thread-pool worker made 32 of them, 300 MiB of RSS after a burst of
+ * small uploads, each call cache-cold. So a few handles, one per core, lent for the libmagic
+ * step alone (a quarter of a millisecond; a JPEG's decode runs without one). */
+#define CTX_MAX 16
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ctx_returned = PTHREAD_COND_INITIALIZER;
+static hu_media_ctx *ctx_free_list[CTX_MAX];
+static int ctx_free_n, ctx_made, ctx_max;
 
-static void ctx_free(void *ctx) { hu_media_ctx_free(ctx); }
-static void ctx_key_init(void) { pthread_key_create(&ctx_key, ctx_free); }
-
-static hu_media_ctx *thread_ctx(void) {
-    pthread_once(&ctx_once, ctx_key_init);
-    hu_media_ctx *ctx = pthread_getspecific(ctx_key);
-    if (ctx == NULL && hu_media_ctx_new(&ctx) == 0 && pthread_setspecific(ctx_key, ctx) != 0) {
-        hu_media_ctx_free(ctx);
-        ctx = NULL;
+/* A handle (made on first need, up to one per core), or NULL when none can be made. */
+static hu_media_ctx *ctx_take(void) {
+    pthread_mutex_lock(&ctx_lock);
+    if (ctx_max == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        ctx_max = n < 1 ? 1 : n > CTX_MAX ? CTX_MAX : (int)n;
     }
-    return ctx;
+    while (ctx_free_n == 0 && ctx_made >= ctx_max)
+        pthread_cond_wait(&ctx_returned, &ctx_lock);
+    hu_media_ctx *ctx = NULL;
+    if (ctx_free_n > 0) {
+        ctx = ctx_free_list[--ctx_free_n];
+        pthread_mutex_unlock(&ctx_lock);
+        return ctx;
+    }
+    ctx_made++; /* made outside the lock: loading the database takes milliseconds */
+    pthread_mutex_unlock(&ctx_lock);
+    if (hu_media_ctx_new(&ctx) == 0)
+        return ctx;
+    pthread_mutex_lock(&ctx_lock);
+    ctx_made--;
+    pthread_cond_signal(&ctx_returned);
+    pthread_mutex_unlock(&ctx_lock);
+    return NULL;
 }
 
-/* Larger files are not probed: an image worth a thumbnail is far smaller, and mapping (and
- * libmagic's look at) a video of gigabytes would only cost memory and time. */
+static void ctx_give(hu_media_ctx *ctx) {
+    pthread_mutex_lock(&ctx_lock);
+    ctx_free_list[ctx_free_n++] = ctx;
+    pthread_cond_signal(&ctx_returned);
+    pthread_mutex_unlock(&ctx_lock);
+}
+
+/* Larger images are not decoded (their type is still read): an image worth a thumbnail is
+ * far smaller, and mapping one of gigabytes would only cost memory and time. */
 #define MEDIA_MAX_BYTES (64u << 20)
 
 void hu_upload_media_probe(const hu_config *cfg, int fd, uint64_t size, hu_file_meta *m,
                            hu_upload_thumb *thumb) {
     thumb->data = NULL;
     thumb->len = 0;
-    if (!cfg->media_metadata || size == 0 || size > MEDIA_MAX_BYTES)
+    if (!cfg->media_metadata || size == 0)
         return;
-    hu_media_ctx *ctx = thread_ctx();
+    /* libmagic reads the first bytes; only an image we decode is mapped whole (a mapping of
+     * a small file and its unmapping, with the TLB shootdown it sends to the other threads,
+     * cost more than the read) */
+    unsigned char head[HU_MEDIA_HEAD_BYTES];
+    ssize_t got = pread(fd, head, size < sizeof head ? (size_t)size : sizeof head, 0);
+    if (got < 0)
+        return;
+    hu_media_ctx *ctx = ctx_take();
     if (ctx == NULL)
         return;
-    void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED)
-        return;
-    hu_media_limits lim = {.max_pixels = cfg->media_max_pixels, .want_thumbnail = cfg->thumbnails};
     hu_media_info info;
-    int rc = hu_media_probe(ctx, map, (size_t)size, m->type, &lim, &info);
-    munmap(map, (size_t)size);
+    int rc = hu_media_type(ctx, head, (size_t)got, m->type, &info);
+    ctx_give(ctx);
+    void *map = rc == 1 && size <= MEDIA_MAX_BYTES
+                    ? mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0)
+                    : MAP_FAILED;
+    if (map != MAP_FAILED) {
+        hu_media_limits lim = {.max_pixels = cfg->media_max_pixels,
+                               .want_thumbnail = cfg->thumbnails};
+        rc = hu_media_describe(map, (size_t)size, &lim, &info);
+        munmap(map, (size_t)size);
+    } else if (rc >= 0) {
+        rc = -ENOTSUP; /* not an image we decode, or too big to map */
+    }
     snprintf(m->media_type, sizeof m->media_type, "%s", info.type[0] ? info.type : "application/octet-stream");
     m->type_ok = info.type_matches;
     if (rc == 0 && info.width > 0) {

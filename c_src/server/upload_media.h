@@ -17,7 +17,7 @@ typedef struct {
     size_t len;
 } hu_upload_thumb;
 
-/* Probes the upload file (fd, readable, size bytes; files over 64 MiB are not probed) and
+/* Probes the upload file (fd, readable, size bytes; images over 64 MiB are typed, not decoded) and
  * fills m's media fields; *thumb gets the thumbnail when there is one (m->thumbnail is then
  * set; the caller stores it and frees data). Never fails the upload: a file it cannot read or
  * decode just has no media metadata (m->media_type stays "" when it could not look at all). */

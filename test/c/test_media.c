@@ -379,6 +379,45 @@ TEST(non_images_are_typed_not_decoded)
     CHECK_INT(m.is_image, 0);
 }
 
+/* The server types a file from its first KiB and maps only the images it decodes: the first
+ * step alone must name the same type as the whole file, and say which files to decode. */
+TEST(type_from_the_first_kib_then_describe)
+{
+    static const struct {
+        const char *file, *type;
+        int decodable;
+    } cases[] = {{"baseline.jpg", "image/jpeg", 1}, {"progressive.jpg", "image/jpeg", 1},
+                 {"rgba.png", "image/png", 1},      {"lossless.webp", "image/webp", 1},
+                 {"animated.gif", "image/gif", 1},  {"document.pdf", "application/pdf", 0},
+                 {"notes.txt", "text/plain", 0}};
+    int cuts = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len;
+        unsigned char *buf = slurp(cases[i].file, &len);
+        CHECK(buf != NULL);
+        size_t cut = len < HU_MEDIA_HEAD_BYTES ? len : HU_MEDIA_HEAD_BYTES;
+        cuts += cut < len;
+        hu_media_info whole, head;
+        hu_media_probe(ctx, buf, len, cases[i].type, &defaults, &whole);
+        CHECK_INT(hu_media_type(ctx, buf, cut, cases[i].type, &head),
+                  cases[i].decodable);
+        CHECK_STR(head.type, cases[i].type);
+        CHECK_STR(head.type, whole.type);
+        CHECK_INT(head.type_matches, 1);
+        CHECK_INT(head.width, 0); /* nothing decoded yet */
+        if (cases[i].decodable) {
+            CHECK_INT(hu_media_describe(buf, len, &defaults, &head), 0);
+            CHECK_INT(head.width, whole.width);
+            CHECK_INT(head.height, whole.height);
+            CHECK_STR(head.blurhash, whole.blurhash);
+        }
+        hu_media_info_free(&whole);
+        hu_media_info_free(&head);
+        free(buf);
+    }
+    CHECK(cuts >= 4); /* the JPEGs, the PNG and the GIF are longer than the head */
+}
+
 TEST(thumbnail_is_a_bounded_webp_of_the_right_size)
 {
     static const struct {
@@ -604,6 +643,7 @@ int main(int argc, char **argv)
     RUN(max_pixels_applies_to_every_format);
     RUN(type_comes_from_the_bytes_not_the_client);
     RUN(non_images_are_typed_not_decoded);
+    RUN(type_from_the_first_kib_then_describe);
     RUN(thumbnail_is_a_bounded_webp_of_the_right_size);
     RUN(limits_are_checked);
     RUN(blurhash_shape_and_refusals);
