@@ -20,7 +20,8 @@ typedef struct {
 /* Probes the upload file (fd, readable, size bytes; images over 64 MiB are typed, not decoded) and
  * fills m's media fields; *thumb gets the thumbnail when there is one (m->thumbnail is then
  * set; the caller stores it and frees data). Never fails the upload: a file it cannot read or
- * decode just has no media metadata (m->media_type stays "" when it could not look at all). */
+ * decode just has no media metadata (m->media_type stays "" when it could not look at all, or
+ * did not: a file signed as application/octet-stream is not probed). */
 void hu_upload_media_probe(const hu_config *cfg, int fd, uint64_t size, hu_file_meta *m,
                            hu_upload_thumb *thumb);
 

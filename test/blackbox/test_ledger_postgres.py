@@ -98,7 +98,8 @@ def server_records_uploads_in_postgres():
 @test
 def server_records_media_metadata_in_postgres():
     """The media columns (schema v4) say what GET says: for a JPEG, for a PNG declared as a
-    JPEG (type_ok false), and for random bytes (a type, no image)."""
+    JPEG (type_ok false), for random bytes declared a PDF (a type, no image), and for random
+    bytes signed as application/octet-stream (not probed: no type)."""
     url = new_database("media")
 
     def fixture(name):
@@ -110,8 +111,10 @@ def server_records_media_metadata_in_postgres():
         for name, body, ctype, real_type, type_ok, thumb in [
                 ("cat.jpg", fixture("baseline.jpg"), "image/jpeg", "image/jpeg", "t", "t"),
                 ("liar.jpg", fixture("rgba.png"), "image/jpeg", "image/png", "f", "t"),
-                ("noise.bin", os.urandom(2000), "application/octet-stream",
-                 "application/octet-stream", "t", "f")]:
+                ("noise.pdf", os.urandom(2000), "application/pdf",
+                 "application/octet-stream", "f", "f"),
+                # signed as octet-stream: not probed (upload_media.c), NULL columns
+                ("noise.bin", os.urandom(2000), "application/octet-stream", "", "", "f")]:
             s = srv.slot(len(body), filename=name, ctype=ctype)
             eq(put(s.put_url, body, "-H", f"Content-Type: {ctype}").status, 201, f"PUT {name}")
             r = curl("-I", s.get_url)

@@ -128,6 +128,25 @@ def the_ledger_row_keeps_the_metadata():
 
 
 @test
+def a_file_signed_as_octet_stream_is_not_probed():
+    """application/octet-stream: nothing to verify, and mostly OMEMO ciphertext that libmagic
+    would walk its whole database for. Even a JPEG signed so gets no image headers, no
+    thumbnail and no media columns; the same JPEG signed image/jpeg still does."""
+    with UploadServer() as srv:
+        jpeg = fixture("baseline.jpg")
+        s = upload(srv, "opaque.jpg", jpeg, "application/octet-stream")
+        r = curl("-I", s.get_url)
+        eq((r.status, r.headers.get("content-type")), (200, "application/octet-stream"), "served")
+        eq((r.headers.get("blurhash"), r.headers.get("x-image-dimensions")), (None, None),
+           "no image headers")
+        eq(curl(s.get_url + "?thumbnail").status, 404, "no thumbnail")
+        eq(ledger_row(srv, s), (None, None, None, None, None, 0), "untyped row")
+        typed = upload(srv, "photo.jpg", jpeg, "image/jpeg")
+        eq(ledger_row(srv, typed)[:2], ("image/jpeg", 1), "a declared type is still verified")
+        srv.assert_clean_exit()
+
+
+@test
 def media_metadata_can_be_turned_off():
     with UploadServer(media_metadata=False) as srv:
         s = upload(srv, "baseline.jpg", fixture("baseline.jpg"), "image/jpeg")
