@@ -282,8 +282,11 @@ int hu__ledger_sqlite_open(const char *path, hu_ledger **out) {
         return -ENOMEM;
     }
     /* It holds every capability URL, user and IP: owner only. SQLite gives the -wal and -shm
-     * files the mode of the database file, so creating that one is enough. */
-    int pre = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+     * files the mode of the database file, so creating that one is enough. Only when it does
+     * not exist yet: closing a descriptor of a file drops every POSIX lock this process holds
+     * on it, those of this process's other handles included (another process would then
+     * take itself for the last connection and delete the WAL they still write to). */
+    int pre = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (pre >= 0)
         close(pre);
     int rc = sqlite3_open_v2(path, &l->db,

@@ -754,6 +754,44 @@ TEST(running_sums_agree_with_a_recount)
     cleanup(l);
 }
 
+/* How many file rows another process sees (sqlite3(1), a fresh process with a connection of
+ * its own, opened and closed as the module's NIF does; a fork would inherit this process's
+ * SQLite state), or -1. */
+static int rows_seen_by_another_process(void)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "sqlite3 '%s' 'SELECT COUNT(*) FROM files'", db);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p == NULL) return -1;
+    if (fscanf(p, "%d", &n) != 1) n = -1;
+    pclose(p);
+    return n;
+}
+
+/* A second handle on the same SQLite file in one process (the upload server keeps two; a
+ * reload opens the next settings' before the last one's is closed) must not drop the first
+ * one's POSIX locks: without them, another process closing its connection takes itself for
+ * the last one, checkpoints and deletes the WAL, and every later commit of the first handle
+ * goes to the deleted file, lost to every other reader. */
+TEST(a_second_handle_keeps_the_first_ones_commits_visible)
+{
+    hu_ledger *l = fresh();
+    CHECK(l != NULL);
+    hu_stored_file a = file("v1/a", "nia@x", 10), b = file("v2/b", "nia@x", 10);
+    CHECK_INT(hu_ledger_commit_upload(l, &a), 0);
+    hu_ledger_close(l); /* the last connection: its WAL is checkpointed and removed */
+    l = NULL;
+    CHECK_INT(hu_ledger_open(db, &l), 0); /* a server starting: its two handles */
+    hu_ledger *second = NULL;
+    CHECK_INT(hu_ledger_open(db, &second), 0);
+    CHECK_INT(rows_seen_by_another_process(), 1);
+    CHECK_INT(hu_ledger_commit_upload(l, &b), 0);
+    CHECK_INT(rows_seen_by_another_process(), 2);
+    hu_ledger_close(second);
+    cleanup(l);
+}
+
 /* A ledger written by a newer version is refused, not misread. */
 TEST(newer_schema_is_refused)
 {
@@ -921,6 +959,7 @@ TEST_MAIN({
     RUN(claim_at_upload_start);
     RUN(hold_lapses_but_the_slot_and_its_retention_stay);
     if (pg_url == NULL) RUN(schema_v1_ledger_migrates); /* raw SQLite v1 */
+    if (pg_url == NULL) RUN(a_second_handle_keeps_the_first_ones_commits_visible);
     RUN(schema_v3_ledger_migrates_to_v4);
     RUN(running_sums_agree_with_a_recount);
     RUN(newer_schema_is_refused);
