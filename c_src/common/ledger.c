@@ -83,16 +83,34 @@ int hu_ledger_reserve(hu_ledger *l, const hu_reservation *r, int64_t now, uint64
     return l->ops->reserve(l, r, now, default_quota, retry_at);
 }
 
-int hu_ledger_commit_uploads(hu_ledger *l, const hu_stored_file *files, size_t n, int *results) {
+int hu__ledger_own_failure(int rc) {
+    return rc == -EEXIST || rc == -EINVAL || rc == -EDQUOT || rc == -ESTALE;
+}
+
+int hu_ledger_complete(hu_ledger *l, hu_completion *c, size_t n, int64_t now) {
+    for (size_t i = 0; i < n; i++)
+        c[i].result = 0;
     if (n == 0)
         return 0;
-    return l->ops->commit_uploads(l, files, n, results);
+    int rc = l->ops->complete(l, c, n, now);
+    for (size_t i = 0; i < n; i++)
+        if (rc < 0 || (c[i].result < 0 && !hu__ledger_own_failure(c[i].result)))
+            c[i].result = rc < 0 ? rc : -EIO;
+    return rc;
 }
 
 int hu_ledger_commit_upload(hu_ledger *l, const hu_stored_file *f) {
-    int result = 0;
-    int rc = hu_ledger_commit_uploads(l, f, 1, &result);
-    return rc < 0 ? rc : result;
+    hu_completion c = {.file = *f};
+    int rc = hu_ledger_complete(l, &c, 1, f->created);
+    return rc < 0 ? rc : c.result;
+}
+
+int hu_ledger_retention(hu_ledger *l, const char *path, const char *user, uint64_t size,
+                        int64_t now, hu_retention *out) {
+    *out = HU_RETENTION_DEFAULT;
+    if (size > INT64_MAX || path == NULL || user == NULL)
+        return -EINVAL;
+    return l->ops->retention(l, path, user, size, now, out);
 }
 
 int hu_ledger_usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,

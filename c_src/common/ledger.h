@@ -92,11 +92,35 @@ typedef struct {
  * is recorded already. */
 int hu_ledger_commit_upload(hu_ledger *l, const hu_stored_file *f);
 
-/* Group commit: n completions in one transaction (one WAL commit, one PostgreSQL COMMIT).
- * results[i] gets each one's outcome: 0, or -EEXIST/-EINVAL for that completion alone; any
- * other failure fails them all (every result is that error, nothing is recorded) and is also
- * returned. */
-int hu_ledger_commit_uploads(hu_ledger *l, const hu_stored_file *files, size_t n, int *results);
+/* One completion of a group commit (hu_ledger_complete). */
+typedef struct {
+    hu_stored_file file;
+    /* An upload whose slot was not claimed when it started (a small body the server took
+     * whole, then stored in one go) is claimed here, in the same transaction, before its row:
+     * as hu_ledger_claim(file.path, file.user, file.size, claim_until, now, default_quota),
+     * and that claim must find `retention` (what the file was stored with, read beforehand
+     * with hu_ledger_retention). */
+    int claim;
+    int64_t claim_until;
+    uint64_t default_quota;
+    hu_retention retention;
+    /* out: 0, or for this completion alone -EEXIST (path recorded already), -EINVAL, -EDQUOT
+     * (claim refused: no row; the "refused" audit row stays), -ESTALE (the reservation
+     * changed since it was read: no row; the claim's hold stays, as for any claimed upload
+     * that failed later) */
+    int result;
+} hu_completion;
+
+/* Group commit: n completions in one transaction (one WAL commit, one PostgreSQL COMMIT),
+ * each with its own result; any other failure fails them all (every result is that error,
+ * nothing is recorded) and is also returned. */
+int hu_ledger_complete(hu_ledger *l, hu_completion *c, size_t n, int64_t now);
+
+/* The retention the reservation of (path, user, size) whose token is unexpired at now was
+ * granted with (the default when there is none), as a claim would find it: a read, no
+ * transaction of its own. */
+int hu_ledger_retention(hu_ledger *l, const char *path, const char *user, uint64_t size,
+                        int64_t now, hu_retention *out);
 
 /* Bytes stored and held in reservations at now by user, and the quota that applies. */
 int hu_ledger_usage(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
@@ -126,6 +150,7 @@ int hu_ledger_retry_at(hu_ledger *l, const char *user, int64_t now, int64_t *at)
  * grant's: race-free with grants and other uploads. */
 int hu_ledger_claim(hu_ledger *l, const char *path, const char *user, uint64_t size,
                     int64_t until, int64_t now, uint64_t default_quota, hu_retention *retention);
+
 
 /* Drops the reservation of path (a slot whose upload was refused or will never come). */
 int hu_ledger_release(hu_ledger *l, const char *path);

@@ -10,7 +10,10 @@ typedef struct hu_ledger_ops {
     void (*close)(hu_ledger *l);
     int (*reserve)(hu_ledger *l, const hu_reservation *r, int64_t now, uint64_t default_quota,
                    int64_t *retry_at);
-    int (*commit_uploads)(hu_ledger *l, const hu_stored_file *files, size_t n, int *results);
+    /* each result: 0 or one of hu_completion's own failures; any other failure returned */
+    int (*complete)(hu_ledger *l, hu_completion *c, size_t n, int64_t now);
+    int (*retention)(hu_ledger *l, const char *path, const char *user, uint64_t size,
+                     int64_t now, hu_retention *out);
     int (*usage)(hu_ledger *l, const char *user, int64_t now, uint64_t default_quota,
                  uint64_t *used, uint64_t *reserved, uint64_t *quota);
     int (*set_quota)(hu_ledger *l, const char *user, uint64_t quota);
@@ -68,6 +71,10 @@ enum {
  * 0 when it fits. */
 int hu__ledger_over_quota(uint64_t used, uint64_t reserved, uint64_t size, uint64_t quota,
                           char *detail, size_t cap);
+
+/* 1 when rc is a failure a completion can have alone (hu_completion's result), leaving the
+ * rest of its group to commit; 0 for success and for failures that fail the group. */
+int hu__ledger_own_failure(int rc);
 
 /* Each sets *out (also on failure, so the caller can read errmsg; it must still close it) and
  * returns 0 or a negative errno. */

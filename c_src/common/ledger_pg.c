@@ -90,6 +90,7 @@ enum {
     P_AUDIT_ALL,
     P_PURGE,
     P_FIND_RES,
+    P_FILE_EXISTS,
     P_HOLD_RES,
     P_COUNT
 };
@@ -177,6 +178,7 @@ static const char *const sql[P_COUNT] = {
                 " u AS (UPDATE usage SET held = usage.held - s.n FROM s"
                 " WHERE usage.\"user\" = s.\"user\")"
                 " SELECT COUNT(*) FROM d",
+    [P_FILE_EXISTS] = "SELECT 1 FROM files WHERE path = $1",
     [P_FIND_RES] = "SELECT held_until, keep, expire_before, counted FROM reservations"
                    " WHERE path = $1 AND \"user\" = $2 AND size = $3 AND expires > $4",
     [P_HOLD_RES] = "UPDATE reservations SET held_until = $2, expires = GREATEST(expires, $2),"
@@ -739,28 +741,28 @@ static int drop_reservation(pg_ledger *l, const char *path) {
     return exec(l, P_DELETE_RES, &a, NULL);
 }
 
+/* What a claim is about (hu_ledger_claim). */
 typedef struct {
     const char *path, *user;
     uint64_t size;
-    int64_t until, now;
-    uint64_t default_quota;
-    hu_retention *retention;
-} claim_ctx;
+    int64_t until;
+} claim_args;
 
-static int claim_body(pg_ledger *l, void *ctx) {
-    claim_ctx *c = ctx;
+/* Inside a transaction: one claim (hu_ledger_claim); 0, -EDQUOT, or an error. */
+static int claim_in_tx(pg_ledger *l, const claim_args *c, int64_t now,
+                       uint64_t default_quota, hu_retention *retention) {
     uint64_t quota;
     int64_t retry, stored, held;
-    *c->retention = HU_RETENTION_DEFAULT;
+    *retention = HU_RETENTION_DEFAULT;
     /* the user's row first, as a grant takes it: grants and claims of a user queue there */
-    int rc = lock_user(l, c->user, c->default_quota, &quota);
+    int rc = lock_user(l, c->user, default_quota, &quota);
     if (rc < 0)
         return rc;
     args a = {0};
     a_text(&a, c->path);
     a_text(&a, c->user);
     a_int(&a, (int64_t)c->size);
-    a_int(&a, c->now);
+    a_int(&a, now);
     PGresult *res;
     if ((rc = exec(l, P_FIND_RES, &a, &res)) < 0)
         return rc;
@@ -769,27 +771,27 @@ static int claim_body(pg_ledger *l, void *ctx) {
     int counted = 0;
     if (found) {
         held_until = get_i64(res, 0, 0);
-        c->retention->keep = get_i64(res, 0, 1);
-        c->retention->expire_before = get_i64(res, 0, 2);
+        retention->keep = get_i64(res, 0, 1);
+        retention->expire_before = get_i64(res, 0, 2);
         counted = (int)get_i64(res, 0, 3);
     }
     PQclear(res);
     if (!found) {
         /* never made here, or made for something else: as a grant would */
-        *c->retention = HU_RETENTION_DEFAULT;
+        *retention = HU_RETENTION_DEFAULT;
         if ((rc = drop_reservation(l, c->path)) < 0)
             return rc;
         hu_reservation r = {c->path, c->user, c->size, c->until, c->until, HU_RETENTION_DEFAULT};
-        return reserve_in_tx(l, &r, c->now, c->default_quota, "reserve at upload", &retry);
+        return reserve_in_tx(l, &r, now, default_quota, "reserve at upload", &retry);
     }
     /* a hold that lapsed counts no more: the quota decides again */
-    if (held_until <= c->now) {
-        if ((rc = fits_in_tx(l, c->path, c->user, c->size, c->now, c->default_quota, &retry)) < 0 ||
-            (rc = audit(l, c->now, "reserve at upload", c->user, c->path, c->size,
+    if (held_until <= now) {
+        if ((rc = fits_in_tx(l, c->path, c->user, c->size, now, default_quota, &retry)) < 0 ||
+            (rc = audit(l, now, "reserve at upload", c->user, c->path, c->size,
                         "after its hold lapsed")) < 0)
             return rc;
         /* settled by the quota check (or never counted, under no quota) */
-        if (counted && (rc = settle_lapsed(l, c->user, c->now, &stored, &held)) < 0)
+        if (counted && (rc = settle_lapsed(l, c->user, now, &stored, &held)) < 0)
             return rc;
         counted = 0;
     }
@@ -801,9 +803,21 @@ static int claim_body(pg_ledger *l, void *ctx) {
     return counted ? 0 : add_usage(l, c->user, 0, (int64_t)c->size);
 }
 
+typedef struct {
+    claim_args what;
+    int64_t now;
+    uint64_t default_quota;
+    hu_retention *retention;
+} claim_ctx;
+
+static int claim_body(pg_ledger *l, void *ctx) {
+    claim_ctx *c = ctx;
+    return claim_in_tx(l, &c->what, c->now, c->default_quota, c->retention);
+}
+
 static int pg_claim(hu_ledger *hl, const char *path, const char *user, uint64_t size,
                     int64_t until, int64_t now, uint64_t default_quota, hu_retention *retention) {
-    claim_ctx c = {path, user, size, until, now, default_quota, retention};
+    claim_ctx c = {{path, user, size, until}, now, default_quota, retention};
     /* Outcome not known (see pg_reserve): the upload fails with a 503 although the hold may
      * stand. The client's retry claims the same reservation again (held and counted already:
      * nothing counted twice); if it never comes, the bytes stay held until the token expires,
@@ -854,19 +868,46 @@ static int record_in_tx(pg_ledger *l, const hu_stored_file *f) {
 }
 
 typedef struct {
-    const hu_stored_file *files;
+    hu_completion *c;
     size_t n;
-    int *results;
+    int64_t now;
 } commit_ctx;
 
+/* Inside a transaction: one completion, its claim first when it has one. A completion
+ * refused alone changes nothing but what hu_completion says stays. */
+static int complete_in_tx(pg_ledger *l, hu_completion *c, int64_t now) {
+    const hu_stored_file *f = &c->file;
+    if (c->claim) {
+        if (f->size > INT64_MAX || f->user == NULL)
+            return -EINVAL;
+        args a = {0};
+        a_text(&a, f->path);
+        PGresult *res;
+        int rc = exec(l, P_FILE_EXISTS, &a, &res);
+        if (rc < 0)
+            return rc;
+        int exists = PQntuples(res) > 0;
+        PQclear(res);
+        if (exists)
+            return -EEXIST;
+        claim_args claim = {f->path, f->user, f->size, c->claim_until};
+        hu_retention found;
+        if ((rc = claim_in_tx(l, &claim, now, c->default_quota, &found)) < 0)
+            return rc;
+        if (found.keep != c->retention.keep || found.expire_before != c->retention.expire_before)
+            return -ESTALE;
+    }
+    return record_in_tx(l, f);
+}
+
 static int commit_body(pg_ledger *l, void *ctx) {
-    commit_ctx *c = ctx;
-    for (size_t i = 0; i < c->n; i++) {
-        c->results[i] = record_in_tx(l, &c->files[i]);
-        /* a completion's own refusal (a path recorded twice, bad size) leaves the others;
-         * anything else fails the whole batch */
-        if (c->results[i] < 0 && c->results[i] != -EEXIST && c->results[i] != -EINVAL)
-            return c->results[i];
+    commit_ctx *b = ctx;
+    for (size_t i = 0; i < b->n; i++) {
+        int rc = complete_in_tx(l, &b->c[i], b->now);
+        /* a completion's own refusal leaves the others; anything else fails the batch */
+        if (rc < 0 && !hu__ledger_own_failure(rc))
+            return rc;
+        b->c[i].result = rc;
     }
     return 0;
 }
@@ -881,11 +922,11 @@ static int same(const char *a, const char *b) {
  * the batch: its uploads are not acknowledged, and the rows are for the start-up
  * reconciliation to judge. */
 static int commit_check(pg_ledger *l, void *ctx, int applied) {
-    commit_ctx *c = ctx;
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->results[i] != 0)
-            continue; /* refused inside the batch: nothing of it was to be written */
-        const hu_stored_file *f = &c->files[i];
+    commit_ctx *b = ctx;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->c[i].result != 0)
+            continue; /* refused inside the batch: no row of it was to be written */
+        const hu_stored_file *f = &b->c[i].file;
         args a = {0};
         a_text(&a, f->path);
         PGresult *res;
@@ -913,13 +954,9 @@ static int commit_check(pg_ledger *l, void *ctx, int applied) {
  * acknowledged with the results they had; not applied, the batch runs once more on the new
  * connection (nothing of it was written, and its files are still published: answering 503
  * and unpublishing them would only make every client upload again). */
-static int pg_commit_uploads(hu_ledger *hl, const hu_stored_file *files, size_t n, int *results) {
-    commit_ctx c = {files, n, results};
-    int rc = run_op((pg_ledger *)hl, commit_body, commit_check, &c, 1);
-    if (rc < 0)
-        for (size_t i = 0; i < n; i++)
-            results[i] = rc;
-    return rc;
+static int pg_complete(hu_ledger *hl, hu_completion *c, size_t n, int64_t now) {
+    commit_ctx b = {c, n, now};
+    return run_op((pg_ledger *)hl, commit_body, commit_check, &b, 1);
 }
 
 /* ---- single statements ----------------------------------------------------------------- */
@@ -1034,6 +1071,24 @@ static int pg_retry_at(hu_ledger *hl, const char *user, int64_t now, int64_t *at
     if (rc < 0)
         return rc;
     *at = get_i64(c.res, 0, 0);
+    PQclear(c.res);
+    return 0;
+}
+
+static int pg_retention(hu_ledger *hl, const char *path, const char *user, uint64_t size,
+                        int64_t now, hu_retention *out) {
+    query_ctx c = {.which = P_FIND_RES};
+    a_text(&c.a, path);
+    a_text(&c.a, user);
+    a_int(&c.a, (int64_t)size);
+    a_int(&c.a, now);
+    int rc = query((pg_ledger *)hl, &c);
+    if (rc < 0)
+        return rc;
+    if (PQntuples(c.res) == 1) {
+        out->keep = get_i64(c.res, 0, 1);
+        out->expire_before = get_i64(c.res, 0, 2);
+    }
     PQclear(c.res);
     return 0;
 }
@@ -1153,7 +1208,8 @@ static void pg_sweep_unlock(hu_ledger *hl) {
 static const hu_ledger_ops pg_ops = {
     .close = pg_close,
     .reserve = pg_reserve,
-    .commit_uploads = pg_commit_uploads,
+    .complete = pg_complete,
+    .retention = pg_retention,
     .usage = pg_usage,
     .set_quota = pg_set_quota,
     .clear_quota = pg_clear_quota,

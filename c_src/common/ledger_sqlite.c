@@ -104,6 +104,7 @@ enum {
     S_PURGE_ALL,
     S_FIND_RES,
     S_HOLD_RES,
+    S_FILE_EXISTS,
     S_COUNT
 };
 
@@ -153,6 +154,7 @@ static const char *const sql[S_COUNT] = {
                    " WHERE path = ?1 AND user = ?2 AND size = ?3 AND expires > ?4",
     [S_HOLD_RES] = "UPDATE reservations SET held_until = ?2, expires = MAX(expires, ?2),"
                    " counted = 1 WHERE path = ?1",
+    [S_FILE_EXISTS] = "SELECT 1 FROM files WHERE path = ?1",
 };
 
 typedef struct {
@@ -619,29 +621,56 @@ static int record_in_tx(sq_ledger *l, const hu_stored_file *f) {
     return audit(l, f->created, "upload", f->user, f->path, f->size, detail);
 }
 
-static int sq_commit_uploads(hu_ledger *hl, const hu_stored_file *files, size_t n, int *results) {
+/* Inside a transaction: one completion, its claim first when it has one. A completion
+ * refused alone changes nothing but what hu_completion says stays. */
+static int complete_in_tx(sq_ledger *l, hu_completion *c, int64_t now) {
+    const hu_stored_file *f = &c->file;
+    if (c->claim) {
+        if (f->size > INT64_MAX || f->user == NULL)
+            return -EINVAL;
+        int64_t one = 0;
+        int exists = 0;
+        sqlite3_stmt *s = stmt(l, S_FILE_EXISTS);
+        bind_text(s, 1, f->path);
+        int rc = scalar(l, s, &one, &exists);
+        if (rc < 0 || exists)
+            return rc < 0 ? rc : -EEXIST;
+        hu_retention found;
+        rc = claim_in_tx(l, f->path, f->user, f->size, c->claim_until, now, c->default_quota,
+                         &found);
+        if (rc < 0)
+            return rc;
+        if (found.keep != c->retention.keep || found.expire_before != c->retention.expire_before)
+            return -ESTALE;
+    }
+    return record_in_tx(l, f);
+}
+
+static int sq_complete(hu_ledger *hl, hu_completion *c, size_t n, int64_t now) {
     sq_ledger *l = (sq_ledger *)hl;
     int rc = begin(l);
-    if (rc < 0) {
-        for (size_t i = 0; i < n; i++)
-            results[i] = rc;
-        return rc;
-    }
-    for (size_t i = 0; i < n; i++) {
-        results[i] = record_in_tx(l, &files[i]);
-        /* a completion's own refusal (a path recorded twice, bad size) leaves the others;
-         * anything else (disk full, I/O) fails the whole batch */
-        if (results[i] < 0 && results[i] != -EEXIST && results[i] != -EINVAL) {
-            rc = results[i];
-            break;
-        }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        c[i].result = complete_in_tx(l, &c[i], now);
+        /* a completion's own refusal leaves the others; anything else (disk full, I/O) fails
+         * the whole batch */
+        if (c[i].result < 0 && !hu__ledger_own_failure(c[i].result))
+            rc = c[i].result;
     }
     if (rc == 0 && (rc = commit(l)) == 0)
         return 0;
     rollback(l);
-    for (size_t i = 0; i < n; i++)
-        results[i] = rc;
     return rc;
+}
+
+static int sq_retention(hu_ledger *hl, const char *path, const char *user, uint64_t size,
+                        int64_t now, hu_retention *out) {
+    sq_ledger *l = (sq_ledger *)hl;
+    int64_t held_until;
+    int counted;
+    int rc = find_reservation(l, path, user, size, now, &held_until, &counted, out);
+    if (rc == 0)
+        *out = HU_RETENTION_DEFAULT;
+    return rc < 0 ? rc : 0;
 }
 
 static int sq_set_quota(hu_ledger *hl, const char *user, uint64_t quota) {
@@ -843,7 +872,8 @@ static void sq_sweep_unlock(hu_ledger *hl) {
 static const hu_ledger_ops sqlite_ops = {
     .close = sq_close,
     .reserve = sq_reserve,
-    .commit_uploads = sq_commit_uploads,
+    .complete = sq_complete,
+    .retention = sq_retention,
     .usage = sq_usage,
     .set_quota = sq_set_quota,
     .clear_quota = sq_clear_quota,

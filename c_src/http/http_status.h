@@ -50,6 +50,7 @@
     X(ENOSYS, 501)      /* method or feature not implemented */                           \
     X(EAGAIN, 503)      /* the ledger stayed locked or busy past its timeout */            \
     X(ENOTCONN, 503)    /* the ledger (PostgreSQL) cannot be reached right now */          \
+    X(ESTALE, 503)      /* the slot's reservation changed while its upload was stored */  \
     X(EPROTONOSUPPORT, 505)                                                                \
     X(ENOSPC, 507)                                                                         \
     X(EDQUOT, 507)

@@ -337,6 +337,18 @@ static void start_reading(hu_conn *c) {
     }
 }
 
+/* Reads on into the buffer after the bytes it holds (a body taken whole). */
+static void resume_reading(hu_conn *c) {
+    if (c->reading || c->closing)
+        return;
+    c->reading = 1;
+    hu_conn_update_poll(c);
+    if (hu_transport_pending(&c->tr)) { /* TLS holds bytes the socket will not announce */
+        c->read_deferred = 1;
+        hu_conn_queue(c);
+    }
+}
+
 static void copy_for_log(char *dst, size_t cap, hu_slice s) {
     size_t n = s.len < cap - 1 ? s.len : cap - 1;
     if (n)
@@ -398,13 +410,16 @@ static void conn_process(hu_conn *c) {
         size_t avail = c->rlen - c->roff;
         if (c->in_body) {
             if (c->body_left == 0) {
-                c->in_body = 0;
+                c->in_body = c->whole_body = 0;
                 c->busy = 1;
                 c->sink->on_end(c);
                 break;
             }
-            if (avail == 0)
+            if (avail == 0 || (c->whole_body && avail < c->body_left)) {
+                if (c->whole_body) /* the rest comes into this buffer, after what is here */
+                    resume_reading(c);
                 break;
+            }
             size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
             if (c->sink->on_data(c, c->rbuf + c->roff, n)) {
                 /* The sink's job owns these n bytes now. When they were all the buffer held,
@@ -445,14 +460,27 @@ static void conn_process(hu_conn *c) {
         start_reading(c);
 }
 
-void hu_conn_take_body(hu_conn *c, const hu_body_sink *sink, void *state) {
+static void take_body(hu_conn *c, const hu_body_sink *sink, void *state, int whole) {
     c->sink = sink;
     c->sink_state = state;
     c->body_left = c->parser.head->content_length;
     c->body_unread = 0;
     c->in_body = 1;
+    c->whole_body = whole;
     c->busy = 0;
     conn_process(c);
+}
+
+void hu_conn_take_body(hu_conn *c, const hu_body_sink *sink, void *state) {
+    take_body(c, sink, state, 0);
+}
+
+int hu_conn_body_fits(const hu_conn *c, uint64_t len) {
+    return len <= HU_READ_BUF_SIZE - c->roff;
+}
+
+void hu_conn_take_whole_body(hu_conn *c, const hu_body_sink *sink, void *state) {
+    take_body(c, sink, state, 1);
 }
 
 void hu_conn_body_consumed(hu_conn *c, size_t n) {
@@ -509,7 +537,7 @@ void hu_conn_request_done(hu_conn *c) {
     }
     c->sink = NULL;
     c->cleanup = NULL;
-    c->in_body = 0;
+    c->in_body = c->whole_body = 0;
     if (c->body_unread) {
         start_linger(c);
         return;

@@ -49,6 +49,7 @@ struct hu_conn {
     char *spare;    /* the other body buffer, free for reading ahead */
     size_t rlen, roff;
     int reading, busy, closing, keep_alive, in_body;
+    int whole_body; /* the sink gets the body in one piece, once all of it is in rbuf */
     int metrics_conn;       /* accepted on metrics_listen: GET /metrics only */
     int lingering;          /* answered and half-closed: discarding input until the peer is done */
     uint64_t linger_bytes;  /* discarded so far */
@@ -118,6 +119,10 @@ void hu_conn_request_done(hu_conn *c);
 
 /* Body sink protocol. */
 void hu_conn_take_body(hu_conn *c, const hu_body_sink *sink, void *state);
+/* 1 when a body of len bytes fits in the read buffer after the request's head; the sink can
+ * then take it whole: on_data once, with all len bytes (len > 0), when they have all come. */
+int hu_conn_body_fits(const hu_conn *c, uint64_t len);
+void hu_conn_take_whole_body(hu_conn *c, const hu_body_sink *sink, void *state);
 void hu_conn_body_consumed(hu_conn *c, size_t n);
 
 /* Thread-pool bookkeeping, so a connection is never freed under a running job. */

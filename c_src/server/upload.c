@@ -43,6 +43,9 @@ typedef struct {
     int state_saved;
     int published;
     int last_piece; /* the piece in flight completes the file: its job publishes too */
+    int whole;      /* a small PUT: its body taken whole, then begun, written and published
+                       by one job (whole_job) */
+    int claim_with_completion; /* whole: the slot is claimed in the completion's transaction */
     int finished;   /* published (or failed publishing): upload_end only answers */
     uint64_t expect_offset; /* PATCH: the offset the client says it resumes at */
     uint64_t piece_len;     /* PATCH: this request's Content-Length */
@@ -145,6 +148,7 @@ static void write_publish_job(uv_work_t *w) {
 
 static int queue_piece(hu_upload *u);
 static void hash_done(hu_upload_hash *h);
+static void whole_job(uv_work_t *w);
 
 /* What comes next once a job of the upload has ended (on the loop thread): failing or
  * dropping the upload once no job uses it any more, the held piece's job (it waited for the
@@ -216,7 +220,8 @@ static int queue_piece(hu_upload *u) {
     hu_conn *c = u->conn;
     u->job_running = 1;
     hu_conn_job_started(c);
-    int rc = uv_queue_work(c->srv->loop, &u->work, u->last_piece ? write_publish_job : write_job,
+    int rc = uv_queue_work(c->srv->loop, &u->work,
+                           u->whole ? whole_job : u->last_piece ? write_publish_job : write_job,
                            write_done);
     if (rc < 0) {
         u->job_running = 0;
@@ -251,8 +256,10 @@ static int record_upload(hu_upload *u) {
     const hu_file_meta *m = &u->meta;
     hu_stored_file f = hu_server_ledger_row(m, u->grant.path, u->grant.user, m->size, u->conn->peer);
     hu_server_ledger *sl = &u->conn->set->ledger;
+    hu_server_claim claim = {u->grant.expires, u->conn->set->cfg.quota_per_user, u->retention};
     uint64_t t0 = uv_hrtime();
-    int rc = hu_server_ledger_complete(sl, storage_of(u), u->key, &f);
+    int rc = hu_server_ledger_complete(sl, storage_of(u), u->key, &f,
+                                       u->claim_with_completion ? &claim : NULL);
     if (sl->ledger != NULL)
         hu_metrics_ledger_commit(u->conn->srv->metrics, uv_hrtime() - t0);
     return rc;
@@ -357,12 +364,15 @@ static void send_patch_done(hu_conn *c, uint64_t offset) {
     hu_conn_send(c, NULL, 0, NULL);
 }
 
+/* What a refusal says instead of its reason phrase (NULL: the phrase). */
+static const char *refusal_text(int err) { return err == -EDQUOT ? "Upload quota exceeded" : NULL; }
+
 /* The answer once the upload is published (or failed to be). */
 static void answer(hu_upload *u) {
     hu_conn *c = u->conn;
     if (!c->closing) {
         if (u->err < 0) {
-            hu_conn_send_error(c, hu_status_from_errno(u->err), 0);
+            hu_conn_send_error_text(c, hu_status_from_errno(u->err), 0, refusal_text(u->err));
         } else if (u->kind == HU_UPLOAD_PATCH) {
             send_patch_done(c, u->meta.size);
         } else {
@@ -421,20 +431,29 @@ static void start_body(hu_conn *c) { hu_conn_take_body(c, &upload_sink, c->sink_
 /* The start of an upload, on the thread pool (it touches the ledger and the disk): the slot's
  * reservation claimed (a slot granted by our module: the quota is settled the moment bytes
  * start to come, race-free, whatever became of a reservation that lapsed meanwhile), the slot
- * checked, the file opened; large resumable uploads record their resumption state up front. */
-static void begin_job(uv_work_t *w) {
-    hu_upload *u = (hu_upload *)w;
+ * checked, the file opened; large resumable uploads record their resumption state up front.
+ * Without claim_now (a body taken whole, so nothing is written before the completion), the
+ * claim is made by the completion's transaction instead, and only the retention it will
+ * find is read here. */
+static int begin(hu_upload *u, int claim_now) {
     const hu_storage *st = storage_of(u);
     const hu_config *cfg = &u->conn->set->cfg;
     const hu_upload_grant *g = &u->grant;
+    hu_server_ledger *sl = &u->conn->set->ledger;
     int put = u->kind == HU_UPLOAD_PUT;
     int exists = hu_storage_exists(st, u->key);
     int rc = exists == 1 ? -EEXIST : exists;
     /* a PATCH claims too: the bytes stay held, and it learns the retention it publishes with */
     u->retention = HU_RETENTION_DEFAULT;
-    if (rc == 0 && strcmp(g->scheme, "bearer") == 0 && g->user[0])
-        rc = hu_server_ledger_claim(&u->conn->set->ledger, g->path, g->user, g->size, g->expires,
-                                    cfg->quota_per_user, &u->retention);
+    if (rc == 0 && strcmp(g->scheme, "bearer") == 0 && g->user[0]) {
+        if (claim_now) {
+            rc = hu_server_ledger_claim(sl, g->path, g->user, g->size, g->expires,
+                                        cfg->quota_per_user, &u->retention);
+        } else {
+            rc = hu_server_ledger_retention(sl, g->path, g->user, g->size, &u->retention);
+            u->claim_with_completion = 1;
+        }
+    }
     if (rc == 0)
         rc = hu_storage_begin(st, u->key, put, &u->fd, &u->base, &u->named);
     if (rc == 0 && !put) {
@@ -462,7 +481,21 @@ static void begin_job(uv_work_t *w) {
             close(u->fd);
         u->fd = -1;
     }
-    u->err = rc;
+    return rc;
+}
+
+static void begin_job(uv_work_t *w) {
+    hu_upload *u = (hu_upload *)w;
+    u->err = begin(u, 1);
+}
+
+/* A small PUT whose whole body is here: begun, written, hashed, published and recorded in
+ * one thread-pool trip (two with a body taken as it comes). */
+static void whole_job(uv_work_t *w) {
+    hu_upload *u = (hu_upload *)w;
+    u->err = begin(u, 0);
+    if (u->err == 0)
+        write_publish_job(w);
 }
 
 static void begin_done(uv_work_t *w, int status) {
@@ -482,8 +515,7 @@ static void begin_done(uv_work_t *w, int status) {
         }
         upload_free(u);
         if (!c->closing)
-            hu_conn_send_error_text(c, hu_status_from_errno(err), 1,
-                                    err == -EDQUOT ? "Upload quota exceeded" : NULL);
+            hu_conn_send_error_text(c, hu_status_from_errno(err), 1, refusal_text(err));
     } else {
         c->sink_state = u;
         c->cleanup = upload_cleanup;
@@ -517,6 +549,17 @@ void hu_upload_start(hu_conn *c, const hu_http_head *h, const hu_upload_grant *g
         return;
     }
     c->upload_key = u->key; /* from now on: the key is busy */
+    /* A body that fits the read buffer, and that the client sends without waiting for a
+     * 100 Continue: taken whole first, then everything else in one job. Its 409 or quota
+     * refusal comes after the body instead of before (at most a buffer's worth). */
+    u->whole = kind == HU_UPLOAD_PUT && !h->expect_continue && h->content_length > 0 &&
+               hu_conn_body_fits(c, h->content_length);
+    if (u->whole) {
+        c->sink_state = u;
+        c->cleanup = upload_cleanup;
+        hu_conn_take_whole_body(c, &upload_sink, u);
+        return;
+    }
     u->job_running = 1;
     hu_conn_job_started(c);
     if (uv_queue_work(c->srv->loop, &u->work, begin_job, begin_done) < 0) {

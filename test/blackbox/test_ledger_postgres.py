@@ -202,8 +202,8 @@ def status_of(sock):
 
 def upload_across_broken_commit(db, mode, delay=0.2, slow_commit=False, clients=3, batch=1):
     """The upload server's ledger connection goes through a PgProxy. After a first upload,
-    the proxy is armed and `clients` uploads begin (each claims its reservation with its
-    request's head); then their bodies go at once, and the first COMMIT of a batch of
+    the proxy is armed and `clients` uploads begin (their small bodies are taken whole: each
+    claims its slot in its completion's transaction); then their bodies go at once, and the first COMMIT of a batch of
     completions breaks as `mode` says (pg_proxy.py). batch > 1: the table of files is locked
     (SHARE) while the first body goes, so that completion's batch waits there, and the other
     uploads, published meanwhile, queue behind it as one group commit: that second batch is
@@ -233,8 +233,6 @@ def upload_across_broken_commit(db, mode, delay=0.2, slow_commit=False, clients=
             body = os.urandom(800 + i)
             s = srv.slot(len(body), filename=f"during-{i}.bin")
             during.append((s, body, send_head(srv, s, body)))
-        wait_for(lambda: sql("SELECT COUNT(*) FROM reservations") == str(clients),
-                 what="every upload's reservation claimed")
         if batch > 1:
             def lock_files():
                 try:

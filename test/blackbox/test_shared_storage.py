@@ -256,7 +256,8 @@ def ramfs_or_dir():
 @test
 def a_live_upload_survives_the_other_servers_start_up_without_tmpfile_or_xattrs():
     """As on NFS (no O_TMPFILE; no user xattrs where ramfs can be mounted): while A receives a
-    small PUT, its named partial file has no resumption state yet. B starting on the same
+    PUT too large to be taken whole (over the 512 KiB read buffer) and too small to save its
+    resumption state up front (under 1 MiB), its named partial file has no state yet. B starting on the same
     storage leaves it alone (before the fix B removed it as an orphan and A's publish failed);
     A's upload completes 201 and both servers serve it."""
     tools = tempfile.mkdtemp(prefix="hu-shim-")
@@ -269,9 +270,9 @@ def a_live_upload_survives_the_other_servers_start_up_without_tmpfile_or_xattrs(
             a, b = pair(storage, binary)
             a.start()
             with cleanup(a, b):
-                body = os.urandom(200 * 1024)
+                body = os.urandom(700 * 1024)
                 s = a.slot(len(body), filename="small.jpg")
-                c = open_put(a, s, body[:100 * 1024])
+                c = open_put(a, s, body[:350 * 1024])
                 partial = os.path.join(storage, "state", "partial", published_key(s.path))
                 wait_for(lambda: os.path.exists(partial) and os.path.getsize(partial) > 0,
                          what="A's named partial file")
@@ -279,7 +280,7 @@ def a_live_upload_survives_the_other_servers_start_up_without_tmpfile_or_xattrs(
                    "a named partial without resumption state")
                 b.start()
                 assert os.path.exists(partial), f"B's start-up removed A's live upload: {b.stderr_lines}"
-                c.sendall(body[100 * 1024:])
+                c.sendall(body[350 * 1024:])
                 eq(status_of(c), 201, "A's PUT")
                 c.close()
                 for srv in (a, b):

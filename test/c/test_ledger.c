@@ -463,6 +463,77 @@ TEST(claim_at_upload_start)
     cleanup(l);
 }
 
+/* A small upload's completion with its slot's claim in the same transaction, as the server
+ * makes it for a body it took whole: the retention read first, then hu_ledger_complete. */
+static int complete_claimed(hu_ledger *l, const char *path, const char *user, uint64_t size,
+                            int64_t until, int64_t now, uint64_t quota)
+{
+    hu_completion c = {.file = file(path, user, size), .claim = 1, .claim_until = until,
+                       .default_quota = quota};
+    int rc = hu_ledger_retention(l, path, user, size, now, &c.retention);
+    if (rc == 0)
+        rc = hu_ledger_complete(l, &c, 1, now);
+    return rc < 0 ? rc : c.result;
+}
+
+/* The claim made by the completion itself: a granted slot's bytes move from held to stored
+ * at once; a path stored already, a retention that changed since it was read and a quota
+ * that no longer fits each refuse that completion alone, and a group commits the rest. */
+TEST(claim_with_the_completion)
+{
+    hu_ledger *l = fresh();
+    CHECK(l != NULL);
+    int64_t retry;
+    uint64_t u, r, q;
+    hu_reservation a = {"w1/a", "kim@x", 600, 1300, 9000, {3600, 0}};
+    CHECK_INT(hu_ledger_reserve(l, &a, 1000, 1000, &retry), 0);
+    hu_retention ret;
+    CHECK_INT(hu_ledger_retention(l, "w1/a", "kim@x", 600, 1100, &ret), 0);
+    CHECK_INT(ret.keep, 3600); /* the grant's, as a claim finds it */
+    CHECK_INT(hu_ledger_retention(l, "w1/a", "kim@x", 601, 1100, &ret), 0);
+    CHECK_INT(ret.keep, HU_KEEP_DEFAULT); /* another size is not this slot */
+    CHECK_INT(complete_claimed(l, "w1/a", "kim@x", 600, 9000, 1100, 1000), 0);
+    CHECK_INT(hu_ledger_usage(l, "kim@x", 1100, 1000, &u, &r, &q), 0);
+    CHECK_INT(u, 600);
+    CHECK_INT(r, 0);
+    /* stored already: refused, and nothing is held twice */
+    CHECK_INT(complete_claimed(l, "w1/a", "kim@x", 600, 9000, 1100, 1000), -EEXIST);
+    CHECK_INT(hu_ledger_usage(l, "kim@x", 1100, 1000, &u, &r, &q), 0);
+    CHECK_INT(u + r, 600);
+    /* the retention it was stored with is not the reservation's (it changed meanwhile) */
+    hu_reservation b = {"w2/b", "lea@x", 100, 1300, 9000, {60, 0}};
+    CHECK_INT(hu_ledger_reserve(l, &b, 1000, 1000, &retry), 0);
+    hu_completion stale = {.file = file("w2/b", "lea@x", 100), .claim = 1, .claim_until = 9000,
+                           .default_quota = 1000, .retention = HU_RETENTION_DEFAULT};
+    CHECK_INT(hu_ledger_complete(l, &stale, 1, 1100), 0);
+    CHECK_INT(stale.result, -ESTALE);
+    int n = 0;
+    CHECK_INT(hu_ledger_get_file(l, "w2/b", count_cb, &n), -ENOENT);
+    /* a group: over quota, stored already, and one that fits; each gets its own result */
+    hu_completion g[3] = {
+        {.file = file("w3/c", "kim@x", 401), .claim = 1, .claim_until = 9000,
+         .default_quota = 1000, .retention = HU_RETENTION_DEFAULT},
+        {.file = file("w1/a", "kim@x", 600), .claim = 1, .claim_until = 9000,
+         .default_quota = 1000, .retention = {3600, 0}},
+        {.file = file("w4/d", "kim@x", 400), .claim = 1, .claim_until = 9000,
+         .default_quota = 1000, .retention = HU_RETENTION_DEFAULT},
+    };
+    CHECK_INT(hu_ledger_complete(l, g, 3, 1200), 0);
+    CHECK_INT(g[0].result, -EDQUOT);
+    CHECK_INT(g[1].result, -EEXIST);
+    CHECK_INT(g[2].result, 0);
+    CHECK_INT(hu_ledger_usage(l, "kim@x", 1200, 1000, &u, &r, &q), 0);
+    CHECK_INT(u, 1000);
+    CHECK_INT(r, 0);
+    n = 0;
+    CHECK_INT(hu_ledger_list_files(l, "kim@x", count_cb, &n), 0);
+    CHECK_INT(n, 2);
+    char events[512] = "";
+    CHECK_INT(hu_ledger_audit_recent(l, "kim@x", 10, audit_cb, events), 0);
+    CHECK_STR(events, "upload,reserve at upload,refused,upload,grant,");
+    cleanup(l);
+}
+
 /* A short hold (reservation_time) on a long-lived row: the bytes stop counting, the slot and
  * the retention its grant chose stay until the token expires. */
 TEST(hold_lapses_but_the_slot_and_its_retention_stay)
@@ -680,7 +751,8 @@ static void recount(const char *user, int64_t now, int64_t *stored, int64_t *hel
     sqlite3_close(raw);
 }
 
-/* 3,000 random grants, claims, completions, releases, deletions and purges for three users
+/* 3,000 random grants, claims, completions (some claiming with the completion), releases,
+ * deletions and purges for three users
  * (one without a quota) as time moves on: after every step the ledger's usage equals the recount, and a grant is
  * refused exactly when the recount says it would not fit. */
 TEST(running_sums_agree_with_a_recount)
@@ -727,10 +799,13 @@ TEST(running_sums_agree_with_a_recount)
                 hu_retention ret;
                 int rc = hu_ledger_claim(l, path, user, size, now + 120, now, quota, &ret);
                 CHECK(rc == 0 || rc == -EDQUOT || rc == -EEXIST);
-            } else if (op == 4) { /* it completes (whoever's slot it was) */
+            } else if (op == 4 && r % 2) { /* it completes (whoever's slot it was) */
                 hu_stored_file f = file(path, user, size);
                 int rc = hu_ledger_commit_upload(l, &f);
                 CHECK(rc == 0 || rc == -EEXIST);
+            } else if (op == 4) { /* a small body: claimed with its completion */
+                int rc = complete_claimed(l, path, user, size, now + 120, now, quota);
+                CHECK(rc == 0 || rc == -EDQUOT || rc == -EEXIST);
             } else if (op == 5) {
                 CHECK_INT(hu_ledger_release(l, path), 0);
             } else if (r % 5 == 0) {
@@ -958,6 +1033,7 @@ TEST_MAIN({
     RUN(fifty_processes_never_over_commit);
     RUN(claim_at_upload_start);
     RUN(hold_lapses_but_the_slot_and_its_retention_stay);
+    RUN(claim_with_the_completion);
     if (pg_url == NULL) RUN(schema_v1_ledger_migrates); /* raw SQLite v1 */
     if (pg_url == NULL) RUN(a_second_handle_keeps_the_first_ones_commits_visible);
     RUN(schema_v3_ledger_migrates_to_v4);
