@@ -741,27 +741,21 @@ static int drop_reservation(pg_ledger *l, const char *path) {
     return exec(l, P_DELETE_RES, &a, NULL);
 }
 
-/* What a claim is about (hu_ledger_claim). */
-typedef struct {
-    const char *path, *user;
-    uint64_t size;
-    int64_t until;
-} claim_args;
-
 /* Inside a transaction: one claim (hu_ledger_claim); 0, -EDQUOT, or an error. */
-static int claim_in_tx(pg_ledger *l, const claim_args *c, int64_t now,
-                       uint64_t default_quota, hu_retention *retention) {
+static int claim_in_tx(pg_ledger *l, const char *path, const char *user, uint64_t size,
+                       int64_t until, int64_t now, uint64_t default_quota,
+                       hu_retention *retention) {
     uint64_t quota;
     int64_t retry, stored, held;
     *retention = HU_RETENTION_DEFAULT;
     /* the user's row first, as a grant takes it: grants and claims of a user queue there */
-    int rc = lock_user(l, c->user, default_quota, &quota);
+    int rc = lock_user(l, user, default_quota, &quota);
     if (rc < 0)
         return rc;
     args a = {0};
-    a_text(&a, c->path);
-    a_text(&a, c->user);
-    a_int(&a, (int64_t)c->size);
+    a_text(&a, path);
+    a_text(&a, user);
+    a_int(&a, (int64_t)size);
     a_int(&a, now);
     PGresult *res;
     if ((rc = exec(l, P_FIND_RES, &a, &res)) < 0)
@@ -779,45 +773,47 @@ static int claim_in_tx(pg_ledger *l, const claim_args *c, int64_t now,
     if (!found) {
         /* never made here, or made for something else: as a grant would */
         *retention = HU_RETENTION_DEFAULT;
-        if ((rc = drop_reservation(l, c->path)) < 0)
+        if ((rc = drop_reservation(l, path)) < 0)
             return rc;
-        hu_reservation r = {c->path, c->user, c->size, c->until, c->until, HU_RETENTION_DEFAULT};
+        hu_reservation r = {path, user, size, until, until, HU_RETENTION_DEFAULT};
         return reserve_in_tx(l, &r, now, default_quota, "reserve at upload", &retry);
     }
     /* a hold that lapsed counts no more: the quota decides again */
     if (held_until <= now) {
-        if ((rc = fits_in_tx(l, c->path, c->user, c->size, now, default_quota, &retry)) < 0 ||
-            (rc = audit(l, now, "reserve at upload", c->user, c->path, c->size,
+        if ((rc = fits_in_tx(l, path, user, size, now, default_quota, &retry)) < 0 ||
+            (rc = audit(l, now, "reserve at upload", user, path, size,
                         "after its hold lapsed")) < 0)
             return rc;
         /* settled by the quota check (or never counted, under no quota) */
-        if (counted && (rc = settle_lapsed(l, c->user, now, &stored, &held)) < 0)
+        if (counted && (rc = settle_lapsed(l, user, now, &stored, &held)) < 0)
             return rc;
         counted = 0;
     }
     args h = {0};
-    a_text(&h, c->path);
-    a_int(&h, c->until);
+    a_text(&h, path);
+    a_int(&h, until);
     if ((rc = exec(l, P_HOLD_RES, &h, NULL)) < 0)
         return rc;
-    return counted ? 0 : add_usage(l, c->user, 0, (int64_t)c->size);
+    return counted ? 0 : add_usage(l, user, 0, (int64_t)size);
 }
 
 typedef struct {
-    claim_args what;
-    int64_t now;
+    const char *path, *user;
+    uint64_t size;
+    int64_t until, now;
     uint64_t default_quota;
     hu_retention *retention;
 } claim_ctx;
 
 static int claim_body(pg_ledger *l, void *ctx) {
     claim_ctx *c = ctx;
-    return claim_in_tx(l, &c->what, c->now, c->default_quota, c->retention);
+    return claim_in_tx(l, c->path, c->user, c->size, c->until, c->now, c->default_quota,
+                       c->retention);
 }
 
 static int pg_claim(hu_ledger *hl, const char *path, const char *user, uint64_t size,
                     int64_t until, int64_t now, uint64_t default_quota, hu_retention *retention) {
-    claim_ctx c = {{path, user, size, until}, now, default_quota, retention};
+    claim_ctx c = {path, user, size, until, now, default_quota, retention};
     /* Outcome not known (see pg_reserve): the upload fails with a 503 although the hold may
      * stand. The client's retry claims the same reservation again (held and counted already:
      * nothing counted twice); if it never comes, the bytes stay held until the token expires,
@@ -890,9 +886,9 @@ static int complete_in_tx(pg_ledger *l, hu_completion *c, int64_t now) {
         PQclear(res);
         if (exists)
             return -EEXIST;
-        claim_args claim = {f->path, f->user, f->size, c->claim_until};
         hu_retention found;
-        if ((rc = claim_in_tx(l, &claim, now, c->default_quota, &found)) < 0)
+        if ((rc = claim_in_tx(l, f->path, f->user, f->size, c->claim_until, now,
+                              c->default_quota, &found)) < 0)
             return rc;
         if (found.keep != c->retention.keep || found.expire_before != c->retention.expire_before)
             return -ESTALE;
