@@ -6,82 +6,23 @@
 #include <string.h>
 #include <time.h>
 
-/* Items per group at most (a bigger queue waits for the next one). */
-#define HU_GROUP_MAX 256
-
-/* ---- groups ------------------------------------------------------------------------------
- * Work that arrives while the ledger is busy with the previous group waits and goes in the
- * next one, done by the first of its threads to find the ledger free: one transaction (and
- * one fsync per touched directory) for all of it. No timer: an idle server adds nothing. */
-
-typedef struct hu_group_item {
-    struct hu_group_item *next;
+/* A completion waiting in the group commit's queue. */
+struct hu_queued_completion {
+    const char *key;
+    hu_completion c;
     int done;
-} hu_group_item;
+    hu_queued_completion *next;
+};
 
-/* Runs a group: the items from first, linked, n of them. */
-typedef void (*hu_group_fn)(hu_server_ledger *sl, hu_group_item *first, size_t n, void *ctx);
-
-/* Queues me and returns once a group that held it has run (maybe led by this thread). */
-static void group_join(hu_server_ledger *sl, hu_group *g, hu_group_item *me, hu_group_fn run,
-                       void *ctx) {
-    uv_mutex_lock(&g->lock);
-    hu_group_item **tail = &g->queue;
-    while (*tail != NULL)
-        tail = &(*tail)->next;
-    me->next = NULL;
-    me->done = 0;
-    *tail = me;
-    while (!me->done) {
-        if (g->running) {
-            uv_cond_wait(&g->ran, &g->lock);
-            continue;
-        }
-        /* lead: take the queue (up to HU_GROUP_MAX) and run it while others queue up */
-        g->running = 1;
-        hu_group_item *first = g->queue, *last = first;
-        size_t n = 1;
-        while (last->next != NULL && n < HU_GROUP_MAX) {
-            last = last->next;
-            n++;
-        }
-        g->queue = last->next;
-        last->next = NULL;
-        uv_mutex_unlock(&g->lock);
-        run(sl, first, n, ctx);
-        uv_mutex_lock(&g->lock);
-        for (hu_group_item *i = first; i != NULL;) {
-            hu_group_item *next = i->next;
-            i->done = 1; /* i may be gone (its thread returned) once done is seen */
-            i = next;
-        }
-        g->running = 0;
-        uv_cond_broadcast(&g->ran);
-    }
-    uv_mutex_unlock(&g->lock);
-}
-
-static int group_init(hu_group *g) {
-    g->queue = NULL;
-    g->running = 0;
-    if (uv_mutex_init(&g->lock) != 0)
-        return -ENOMEM;
-    if (uv_cond_init(&g->ran) != 0) {
-        uv_mutex_destroy(&g->lock);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-static void group_destroy(hu_group *g) {
-    uv_mutex_destroy(&g->lock);
-    uv_cond_destroy(&g->ran);
-}
+/* Completions per group commit at most (a bigger queue waits for the next one). */
+#define HU_GROUP_MAX 256
 
 int hu_server_ledger_open(hu_server_ledger *sl, const char *path, char *err, size_t errlen) {
     sl->ledger = sl->reader = NULL;
+    sl->queue = NULL;
+    sl->committing = 0;
     if (uv_mutex_init(&sl->lock) != 0 || uv_mutex_init(&sl->read_lock) != 0 ||
-        group_init(&sl->completions) < 0) {
+        uv_mutex_init(&sl->queue_lock) != 0 || uv_cond_init(&sl->committed) != 0) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -108,28 +49,20 @@ void hu_server_ledger_close(hu_server_ledger *sl) {
     sl->ledger = sl->reader = NULL;
     uv_mutex_destroy(&sl->lock);
     uv_mutex_destroy(&sl->read_lock);
-    group_destroy(&sl->completions);
+    uv_mutex_destroy(&sl->queue_lock);
+    uv_cond_destroy(&sl->committed);
 }
 
-/* ---- completions ------------------------------------------------------------------------ */
-
-typedef struct {
-    hu_group_item item; /* first */
-    const char *key;
-    hu_completion c;
-} hu_server_completion;
-
-/* One group commit: the shard directories, then one ledger transaction; each completion gets
- * its own result. */
-static void commit_group(hu_server_ledger *sl, hu_group_item *first, size_t n, void *ctx) {
-    const hu_storage *st = ctx;
+/* One group commit, by the thread whose completion led the queue: the shard directories,
+ * then one ledger transaction; each completion gets its own result. */
+static void commit_group(hu_server_ledger *sl, const hu_storage *st, hu_queued_completion *group,
+                         size_t n) {
     const char *keys[HU_GROUP_MAX] = {0};
     hu_completion cs[HU_GROUP_MAX];
     size_t i = 0;
-    for (hu_group_item *it = first; it != NULL; it = it->next, i++) {
-        hu_server_completion *sc = (hu_server_completion *)it;
-        keys[i] = sc->key;
-        cs[i] = sc->c;
+    for (hu_queued_completion *q = group; q != NULL; q = q->next, i++) {
+        keys[i] = q->key;
+        cs[i] = q->c;
     }
     int rc = hu_storage_sync_shards(st, keys, n);
     if (rc == 0 && sl->ledger != NULL) {
@@ -141,25 +74,55 @@ static void commit_group(hu_server_ledger *sl, hu_group_item *first, size_t n, v
         uv_mutex_unlock(&sl->lock);
     }
     i = 0;
-    for (hu_group_item *it = first; it != NULL; it = it->next, i++) {
-        hu_server_completion *sc = (hu_server_completion *)it;
-        sc->c.result = rc < 0 ? rc : cs[i].result;
+    for (hu_queued_completion *q = group; q != NULL; q = q->next, i++) {
+        q->c.result = rc < 0 ? rc : cs[i].result;
         if (rc == 0 && cs[i].result < 0 && cs[i].result != -EDQUOT)
-            hu_log(HU_LOG_ERROR, "ledger: recording %s: %s", sc->c.file.path,
+            hu_log(HU_LOG_ERROR, "ledger: recording %s: %s", q->c.file.path,
                    strerror(-cs[i].result));
     }
 }
 
 int hu_server_ledger_complete(hu_server_ledger *sl, const hu_storage *st, const char *key,
                               const hu_stored_file *f, const hu_server_claim *claim) {
-    hu_server_completion me = {.key = key, .c = {.file = *f}};
+    hu_queued_completion me = {.key = key, .c = {.file = *f}};
     if (claim != NULL && sl->ledger != NULL) {
         me.c.claim = 1;
         me.c.claim_until = claim->until;
         me.c.default_quota = claim->default_quota;
         me.c.retention = claim->retention;
     }
-    group_join(sl, &sl->completions, &me.item, commit_group, (void *)st);
+    uv_mutex_lock(&sl->queue_lock);
+    hu_queued_completion **tail = &sl->queue;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = &me;
+    while (!me.done) {
+        if (sl->committing) {
+            uv_cond_wait(&sl->committed, &sl->queue_lock);
+            continue;
+        }
+        /* lead: take the queue (up to HU_GROUP_MAX) and commit it while others queue up */
+        sl->committing = 1;
+        hu_queued_completion *group = sl->queue, *last = group;
+        size_t n = 1;
+        while (last->next != NULL && n < HU_GROUP_MAX) {
+            last = last->next;
+            n++;
+        }
+        sl->queue = last->next;
+        last->next = NULL;
+        uv_mutex_unlock(&sl->queue_lock);
+        commit_group(sl, st, group, n);
+        uv_mutex_lock(&sl->queue_lock);
+        for (hu_queued_completion *q = group; q != NULL;) {
+            hu_queued_completion *next = q->next;
+            q->done = 1; /* q may be gone (its thread returned) once done is seen */
+            q = next;
+        }
+        sl->committing = 0;
+        uv_cond_broadcast(&sl->committed);
+    }
+    uv_mutex_unlock(&sl->queue_lock);
     return me.c.result;
 }
 

@@ -10,14 +10,7 @@
 #include "ledger.h"
 #include "storage.h"
 
-/* Work for the ledger queued by several thread-pool jobs and done as one (server_ledger.c). */
-typedef struct hu_group_item hu_group_item;
-typedef struct {
-    uv_mutex_t lock;
-    uv_cond_t ran;
-    hu_group_item *queue;
-    int running;
-} hu_group;
+typedef struct hu_queued_completion hu_queued_completion;
 
 typedef struct {
     hu_ledger *ledger; /* NULL when disabled */
@@ -26,7 +19,11 @@ typedef struct {
      * they never wait behind a group commit's transaction, which holds lock throughout. */
     hu_ledger *reader;
     uv_mutex_t read_lock;
-    hu_group completions; /* hu_server_ledger_complete's group commits */
+    /* group commit (hu_server_ledger_complete): completions waiting for the next commit */
+    uv_mutex_t queue_lock;
+    uv_cond_t committed;
+    hu_queued_completion *queue;
+    int committing;
 } hu_server_ledger;
 
 /* Opens cfg's ledger (or nothing for "none"): two handles (two PostgreSQL connections); one
