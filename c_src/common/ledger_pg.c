@@ -741,9 +741,12 @@ static int drop_reservation(pg_ledger *l, const char *path) {
     return exec(l, P_DELETE_RES, &a, NULL);
 }
 
-/* Inside a transaction: one claim (hu_ledger_claim); 0, -EDQUOT, or an error. */
+/* Inside a transaction: one claim (hu_ledger_claim); 0, -EDQUOT, or an error. Without hold
+ * (the claim of a completion, whose row follows in the same transaction and drops the
+ * reservation) only the quota decides and the audit says so: the reservation is neither held
+ * nor made, since it would be gone again at once. */
 static int claim_in_tx(pg_ledger *l, const char *path, const char *user, uint64_t size,
-                       int64_t until, int64_t now, uint64_t default_quota,
+                       int64_t until, int64_t now, uint64_t default_quota, int hold,
                        hu_retention *retention) {
     uint64_t quota;
     int64_t retry, stored, held;
@@ -775,6 +778,10 @@ static int claim_in_tx(pg_ledger *l, const char *path, const char *user, uint64_
         *retention = HU_RETENTION_DEFAULT;
         if ((rc = drop_reservation(l, path)) < 0)
             return rc;
+        if (!hold)
+            return (rc = fits_in_tx(l, path, user, size, now, default_quota, &retry)) < 0
+                       ? rc
+                       : audit(l, now, "reserve at upload", user, path, size, NULL);
         hu_reservation r = {path, user, size, until, until, HU_RETENTION_DEFAULT};
         return reserve_in_tx(l, &r, now, default_quota, "reserve at upload", &retry);
     }
@@ -789,6 +796,8 @@ static int claim_in_tx(pg_ledger *l, const char *path, const char *user, uint64_
             return rc;
         counted = 0;
     }
+    if (!hold)
+        return 0;
     args h = {0};
     a_text(&h, path);
     a_int(&h, until);
@@ -807,7 +816,7 @@ typedef struct {
 
 static int claim_body(pg_ledger *l, void *ctx) {
     claim_ctx *c = ctx;
-    return claim_in_tx(l, c->path, c->user, c->size, c->until, c->now, c->default_quota,
+    return claim_in_tx(l, c->path, c->user, c->size, c->until, c->now, c->default_quota, 1,
                        c->retention);
 }
 
@@ -888,7 +897,7 @@ static int complete_in_tx(pg_ledger *l, hu_completion *c, int64_t now) {
             return -EEXIST;
         hu_retention found;
         if ((rc = claim_in_tx(l, f->path, f->user, f->size, c->claim_until, now,
-                              c->default_quota, &found)) < 0)
+                              c->default_quota, 0, &found)) < 0)
             return rc;
         if (found.keep != c->retention.keep || found.expire_before != c->retention.expire_before)
             return -ESTALE;

@@ -535,8 +535,12 @@ static int drop_reservation(sq_ledger *l, const char *path) {
     return counted ? add_usage(l, user, 0, -size) : 0;
 }
 
+/* Inside a transaction: a claim (hu_ledger_claim). Without hold (the claim of a completion,
+ * whose row follows in the same transaction and drops the reservation) only the quota
+ * decides and the audit says so: the reservation is neither held nor made, since it would be
+ * gone again at once. */
 static int claim_in_tx(sq_ledger *l, const char *path, const char *user, uint64_t size,
-                       int64_t until, int64_t now, uint64_t default_quota,
+                       int64_t until, int64_t now, uint64_t default_quota, int hold,
                        hu_retention *retention) {
     int64_t held_until = 0, retry_at;
     int counted = 0;
@@ -555,6 +559,8 @@ static int claim_in_tx(sq_ledger *l, const char *path, const char *user, uint64_
                 return rc;
             counted = 0;
         }
+        if (!hold)
+            return 0;
         sqlite3_stmt *s = stmt(l, S_HOLD_RES);
         bind_text(s, 1, path);
         sqlite3_bind_int64(s, 2, until);
@@ -566,6 +572,10 @@ static int claim_in_tx(sq_ledger *l, const char *path, const char *user, uint64_
     *retention = HU_RETENTION_DEFAULT;
     if ((rc = drop_reservation(l, path)) < 0)
         return rc;
+    if (!hold)
+        return (rc = fits_in_tx(l, path, user, size, now, default_quota, &retry_at)) < 0
+                   ? rc
+                   : audit(l, now, "reserve at upload", user, path, size, NULL);
     hu_reservation r = {path, user, size, until, until, HU_RETENTION_DEFAULT};
     return reserve_in_tx(l, &r, now, default_quota, "reserve at upload", &retry_at);
 }
@@ -576,7 +586,7 @@ static int sq_claim(hu_ledger *hl, const char *path, const char *user, uint64_t 
     int rc = begin(l);
     if (rc < 0)
         return rc;
-    return finish(l, claim_in_tx(l, path, user, size, until, now, default_quota, retention));
+    return finish(l, claim_in_tx(l, path, user, size, until, now, default_quota, 1, retention));
 }
 
 static int sq_release(hu_ledger *hl, const char *path) {
@@ -636,7 +646,7 @@ static int complete_in_tx(sq_ledger *l, hu_completion *c, int64_t now) {
         if (rc < 0 || exists)
             return rc < 0 ? rc : -EEXIST;
         hu_retention found;
-        rc = claim_in_tx(l, f->path, f->user, f->size, c->claim_until, now, c->default_quota,
+        rc = claim_in_tx(l, f->path, f->user, f->size, c->claim_until, now, c->default_quota, 0,
                          &found);
         if (rc < 0)
             return rc;
