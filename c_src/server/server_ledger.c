@@ -6,23 +6,12 @@
 #include <string.h>
 #include <time.h>
 
-/* A completion waiting in the group commit's queue. */
-struct hu_queued_completion {
-    const char *key;
-    hu_completion c;
-    int done;
-    hu_queued_completion *next;
-};
-
 /* Completions per group commit at most (a bigger queue waits for the next one). */
 #define HU_GROUP_MAX 256
 
 int hu_server_ledger_open(hu_server_ledger *sl, const char *path, char *err, size_t errlen) {
-    sl->ledger = sl->reader = NULL;
-    sl->queue = NULL;
-    sl->committing = 0;
-    if (uv_mutex_init(&sl->lock) != 0 || uv_mutex_init(&sl->read_lock) != 0 ||
-        uv_mutex_init(&sl->queue_lock) != 0 || uv_cond_init(&sl->committed) != 0) {
+    memset(sl, 0, sizeof *sl);
+    if (uv_mutex_init(&sl->lock) != 0 || uv_mutex_init(&sl->read_lock) != 0) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -49,22 +38,24 @@ void hu_server_ledger_close(hu_server_ledger *sl) {
     sl->ledger = sl->reader = NULL;
     uv_mutex_destroy(&sl->lock);
     uv_mutex_destroy(&sl->read_lock);
-    uv_mutex_destroy(&sl->queue_lock);
-    uv_cond_destroy(&sl->committed);
 }
 
-/* One group commit, by the thread whose completion led the queue: the shard directories,
- * then one ledger transaction; each completion gets its own result. */
-static void commit_group(hu_server_ledger *sl, const hu_storage *st, hu_queued_completion *group,
-                         size_t n) {
+/* ---- group commit ----------------------------------------------------------------------
+ * The queue, the running flag and the callbacks belong to the loop thread; only the commit
+ * itself (the group taken off the queue) runs on the thread pool, one group at a time. */
+
+/* On the pool: the shard directories, then one ledger transaction, each completion with its
+ * own result; the files of those that failed are taken back. */
+static void commit_job(uv_work_t *w) {
+    hu_server_ledger *sl = w->data;
     const char *keys[HU_GROUP_MAX] = {0};
     hu_completion cs[HU_GROUP_MAX];
-    size_t i = 0;
-    for (hu_queued_completion *q = group; q != NULL; q = q->next, i++) {
-        keys[i] = q->key;
-        cs[i] = q->c;
+    size_t n = 0;
+    for (hu_server_record *r = sl->group; r != NULL; r = r->next, n++) {
+        keys[n] = r->key;
+        cs[n] = r->c;
     }
-    int rc = hu_storage_sync_shards(st, keys, n);
+    int rc = hu_storage_sync_shards(sl->storage, keys, n);
     if (rc == 0 && sl->ledger != NULL) {
         uv_mutex_lock(&sl->lock);
         rc = hu_ledger_complete(sl->ledger, cs, n, (int64_t)time(NULL));
@@ -73,57 +64,65 @@ static void commit_group(hu_server_ledger *sl, const hu_storage *st, hu_queued_c
                    hu_ledger_errmsg(sl->ledger));
         uv_mutex_unlock(&sl->lock);
     }
-    i = 0;
-    for (hu_queued_completion *q = group; q != NULL; q = q->next, i++) {
-        q->c.result = rc < 0 ? rc : cs[i].result;
+    size_t i = 0;
+    for (hu_server_record *r = sl->group; r != NULL; r = r->next, i++) {
+        r->c.result = rc < 0 ? rc : cs[i].result;
         if (rc == 0 && cs[i].result < 0 && cs[i].result != -EDQUOT)
-            hu_log(HU_LOG_ERROR, "ledger: recording %s: %s", q->c.file.path,
+            hu_log(HU_LOG_ERROR, "ledger: recording %s: %s", r->c.file.path,
                    strerror(-cs[i].result));
+        /* not durable or not in the ledger means not acknowledged: the client retries */
+        if (r->c.result < 0)
+            hu_storage_unpublish(sl->storage, r->key);
     }
 }
 
-int hu_server_ledger_complete(hu_server_ledger *sl, const hu_storage *st, const char *key,
-                              const hu_stored_file *f, const hu_server_claim *claim) {
-    hu_queued_completion me = {.key = key, .c = {.file = *f}};
-    if (claim != NULL && sl->ledger != NULL) {
-        me.c.claim = 1;
-        me.c.claim_until = claim->until;
-        me.c.default_quota = claim->default_quota;
-        me.c.retention = claim->retention;
+static void start_commit(hu_server_ledger *sl, uv_loop_t *loop);
+
+/* On the loop: each completion's callback, then the next group if any queued meanwhile. */
+static void commit_done(uv_work_t *w, int status) {
+    hu_server_ledger *sl = w->data;
+    hu_server_record *r = sl->group;
+    sl->group = NULL;
+    sl->committing = 0;
+    while (r != NULL) {
+        hu_server_record *next = r->next; /* r may be gone once its callback returned */
+        r->cb(r->arg, status < 0 && r->c.result == 0 ? status : r->c.result);
+        r = next;
     }
-    uv_mutex_lock(&sl->queue_lock);
-    hu_queued_completion **tail = &sl->queue;
-    while (*tail != NULL)
-        tail = &(*tail)->next;
-    *tail = &me;
-    while (!me.done) {
-        if (sl->committing) {
-            uv_cond_wait(&sl->committed, &sl->queue_lock);
-            continue;
-        }
-        /* lead: take the queue (up to HU_GROUP_MAX) and commit it while others queue up */
-        sl->committing = 1;
-        hu_queued_completion *group = sl->queue, *last = group;
-        size_t n = 1;
-        while (last->next != NULL && n < HU_GROUP_MAX) {
-            last = last->next;
-            n++;
-        }
-        sl->queue = last->next;
-        last->next = NULL;
-        uv_mutex_unlock(&sl->queue_lock);
-        commit_group(sl, st, group, n);
-        uv_mutex_lock(&sl->queue_lock);
-        for (hu_queued_completion *q = group; q != NULL;) {
-            hu_queued_completion *next = q->next;
-            q->done = 1; /* q may be gone (its thread returned) once done is seen */
-            q = next;
-        }
-        sl->committing = 0;
-        uv_cond_broadcast(&sl->committed);
+    if (sl->queue != NULL && !sl->committing) /* (a callback may have started one) */
+        start_commit(sl, w->loop);
+}
+
+static void start_commit(hu_server_ledger *sl, uv_loop_t *loop) {
+    hu_server_record *last = sl->queue;
+    for (size_t n = 1; last->next != NULL && n < HU_GROUP_MAX; n++)
+        last = last->next;
+    sl->group = sl->queue;
+    sl->queue = last->next;
+    last->next = NULL;
+    if (sl->queue == NULL)
+        sl->queue_tail = &sl->queue;
+    sl->committing = 1;
+    sl->work.data = sl;
+    if (uv_queue_work(loop, &sl->work, commit_job, commit_done) < 0) {
+        commit_job(&sl->work); /* cannot happen with a valid loop; never lose a completion */
+        commit_done(&sl->work, 0);
     }
-    uv_mutex_unlock(&sl->queue_lock);
-    return me.c.result;
+}
+
+void hu_server_ledger_record(hu_server_ledger *sl, uv_loop_t *loop, const hu_storage *st,
+                             hu_server_record *r) {
+    if (sl->queue_tail == NULL)
+        sl->queue_tail = &sl->queue;
+    sl->storage = st;
+    r->next = NULL;
+    r->c.result = 0;
+    if (sl->ledger == NULL)
+        r->c.claim = 0;
+    *sl->queue_tail = r;
+    sl->queue_tail = &r->next;
+    if (!sl->committing)
+        start_commit(sl, loop);
 }
 
 /* ---- one at a time ---------------------------------------------------------------------- */

@@ -10,7 +10,16 @@
 #include "ledger.h"
 #include "storage.h"
 
-typedef struct hu_queued_completion hu_queued_completion;
+/* A completion for the group commit (hu_server_ledger_record): the caller's, kept alive
+ * until its callback has run. */
+typedef struct hu_server_record hu_server_record;
+struct hu_server_record {
+    const char *key;  /* the published file's storage key */
+    hu_completion c;  /* its row (strings the caller's), and a claim to make with it */
+    void (*cb)(void *arg, int rc);
+    void *arg;
+    hu_server_record *next;
+};
 
 typedef struct {
     hu_ledger *ledger; /* NULL when disabled */
@@ -19,11 +28,12 @@ typedef struct {
      * they never wait behind a group commit's transaction, which holds lock throughout. */
     hu_ledger *reader;
     uv_mutex_t read_lock;
-    /* group commit (hu_server_ledger_complete): completions waiting for the next commit */
-    uv_mutex_t queue_lock;
-    uv_cond_t committed;
-    hu_queued_completion *queue;
+    /* group commit, on the loop thread: completions waiting for the next commit, and the
+     * group being committed on the thread pool */
+    hu_server_record *queue, **queue_tail, *group;
     int committing;
+    uv_work_t work;
+    const hu_storage *storage;
 } hu_server_ledger;
 
 /* Opens cfg's ledger (or nothing for "none"): two handles (two PostgreSQL connections); one
@@ -31,23 +41,18 @@ typedef struct {
 int hu_server_ledger_open(hu_server_ledger *sl, const char *path, char *err, size_t errlen);
 void hu_server_ledger_close(hu_server_ledger *sl);
 
-/* A claim an upload did not make when it started (a small body taken whole: upload.c), made
- * with its completion instead. */
-typedef struct {
-    int64_t until;          /* the token's expiry */
-    uint64_t default_quota;
-    hu_retention retention; /* the file was stored with (hu_server_ledger_retention) */
-} hu_server_claim;
-
-/* The upload's file is durable and linked under key: make its name durable and record it
- * (dropping its reservation; claiming it first when claim is not NULL), then return; 0 means
- * the upload may be acknowledged. Blocking, from a thread-pool job. Group commit: completions
- * that arrive while a commit runs wait for the next one, which syncs their shard directories
- * once each and records them all in one ledger transaction (the window is the length of one
- * commit: no timer, no added latency when idle). -EDQUOT: the claim was refused; -ESTALE: the
- * reservation changed since its retention was read (try again). */
-int hu_server_ledger_complete(hu_server_ledger *sl, const hu_storage *st, const char *key,
-                              const hu_stored_file *f, const hu_server_claim *claim);
+/* The upload's file is durable and linked under r->key: make its name durable and record
+ * r->c (dropping its reservation; claiming it first when r->c.claim is set), then call
+ * r->cb(r->arg, rc) on the loop thread: 0 means the upload may be acknowledged; otherwise the
+ * file was taken back (unpublished): -EDQUOT the claim was refused, -ESTALE the reservation
+ * changed since its retention was read (try again), or the ledger's or the disk's error.
+ * Group commit: completions that arrive while a commit runs (on the thread pool) wait for
+ * the next one, which syncs their shard directories once each and records them all in one
+ * ledger transaction (the window is the length of one commit: no timer, no added latency
+ * when idle); no thread waits meanwhile. From the loop thread; st is the storage of every
+ * completion of sl. */
+void hu_server_ledger_record(hu_server_ledger *sl, uv_loop_t *loop, const hu_storage *st,
+                             hu_server_record *r);
 
 /* The ledger row of a published file from its record (the completion's and the start-up
  * adoption's): path and user as the caller knows them, size as stored, source_ip or NULL.

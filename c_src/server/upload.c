@@ -23,7 +23,7 @@
  * cache when they are read back. */
 #define HU_HASH_LAG (16u << 20)
 
-typedef struct {
+typedef struct hu_upload {
     uv_work_t work; /* first: the request is the job */
     hu_conn *conn;
     hu_upload_kind kind;
@@ -52,6 +52,12 @@ typedef struct {
     int expect_continue;
     hu_retention retention; /* the grant's, from its reservation (begin_job) */
     hu_file_meta meta;
+    /* the group commit of the published file (record_then): its completion, what goes on
+     * when it is recorded, with the status of the job that published */
+    hu_server_record record;
+    void (*after_record)(struct hu_upload *u, int status);
+    int job_status;
+    uint64_t record_start;
 } hu_upload;
 
 static const hu_storage *storage_of(const hu_upload *u) { return &u->conn->set->storage; }
@@ -199,8 +205,9 @@ static void settle(hu_upload *u) {
     }
 }
 
-static void write_done(uv_work_t *w, int status) {
-    hu_upload *u = (hu_upload *)w;
+static void record_then(hu_upload *u, int status, void (*then)(hu_upload *u, int status));
+
+static void write_ended(hu_upload *u, int status) {
     u->job_running = 0;
     if (status < 0 && u->err == 0)
         u->err = status;
@@ -210,6 +217,10 @@ static void write_done(uv_work_t *w, int status) {
     if (u->err == 0 || u->finished)
         u->received += u->chunk_len;
     settle(u);
+}
+
+static void write_done(uv_work_t *w, int status) {
+    record_then((hu_upload *)w, status, write_ended);
 }
 
 static void hash_done(hu_upload_hash *h) { settle(h->data); }
@@ -250,19 +261,43 @@ static int upload_data(hu_conn *c, const char *p, size_t n) {
     return 1;
 }
 
-/* The published name made durable and the stored-file row recorded (a group commit shared
- * with the uploads completing at the same time), before the 201. */
-static int record_upload(hu_upload *u) {
+static void recorded(void *arg, int rc) {
+    hu_upload *u = arg;
+    if (u->conn->set->ledger.ledger != NULL)
+        hu_metrics_ledger_commit(u->conn->srv->metrics, uv_hrtime() - u->record_start);
+    if (rc < 0) { /* taken back by the group commit */
+        u->err = rc;
+        u->published = 0;
+    }
+    u->after_record(u, u->job_status);
+}
+
+/* After a job (on the loop thread): when it published the file, the published name made
+ * durable and the stored-file row recorded by the next group commit, shared with the uploads
+ * completing at the same time, before anything goes on; then (or at once, for any other job)
+ * then(u, status). The job counts as running until then: nothing frees u meanwhile. */
+static void record_then(hu_upload *u, int status, void (*then)(hu_upload *u, int status)) {
+    if (!u->published || u->record.cb != NULL) {
+        then(u, status);
+        return;
+    }
     const hu_file_meta *m = &u->meta;
-    hu_stored_file f = hu_server_ledger_row(m, u->grant.path, u->grant.user, m->size, u->conn->peer);
-    hu_server_ledger *sl = &u->conn->set->ledger;
-    hu_server_claim claim = {u->grant.expires, u->conn->set->cfg.quota_per_user, u->retention};
-    uint64_t t0 = uv_hrtime();
-    int rc = hu_server_ledger_complete(sl, storage_of(u), u->key, &f,
-                                       u->claim_with_completion ? &claim : NULL);
-    if (sl->ledger != NULL)
-        hu_metrics_ledger_commit(u->conn->srv->metrics, uv_hrtime() - t0);
-    return rc;
+    hu_settings *set = u->conn->set;
+    u->after_record = then;
+    u->job_status = status;
+    u->record = (hu_server_record){
+        .key = u->key,
+        .c = {.file = hu_server_ledger_row(m, u->grant.path, u->grant.user, m->size,
+                                           u->conn->peer),
+              .claim = u->claim_with_completion,
+              .claim_until = u->grant.expires,
+              .default_quota = set->cfg.quota_per_user,
+              .retention = u->retention},
+        .cb = recorded,
+        .arg = u,
+    };
+    u->record_start = uv_hrtime();
+    hu_server_ledger_record(&set->ledger, u->conn->srv->loop, storage_of(u), &u->record);
 }
 
 static void publish_job(uv_work_t *w) {
@@ -302,13 +337,7 @@ static void publish_job(uv_work_t *w) {
             m->thumbnail = 0;
         free(thumb.data);
     }
-    u->fd = -1;
-    if (u->published && (u->err = record_upload(u)) < 0) {
-        /* Not durable or not in the ledger means not acknowledged: take the file back, the
-         * client retries. */
-        hu_storage_unpublish(storage_of(u), u->key);
-        u->published = 0;
-    }
+    u->fd = -1; /* the group commit records it next (record_then) */
 }
 
 /* JSON string with escapes; returns bytes written. out must hold 6 * n + 2 bytes. */
@@ -389,8 +418,7 @@ static void answer(hu_upload *u) {
     }
 }
 
-static void publish_done(uv_work_t *w, int status) {
-    hu_upload *u = (hu_upload *)w;
+static void publish_ended(hu_upload *u, int status) {
     hu_conn *c = u->conn;
     u->job_running = 0;
     if (status < 0 && u->err == 0)
@@ -398,6 +426,10 @@ static void publish_done(uv_work_t *w, int status) {
     answer(u);
     upload_free(u);
     hu_conn_job_finished(c);
+}
+
+static void publish_done(uv_work_t *w, int status) {
+    record_then((hu_upload *)w, status, publish_ended);
 }
 
 static void upload_end(hu_conn *c) {
