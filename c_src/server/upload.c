@@ -521,8 +521,9 @@ static void begin_job(uv_work_t *w) {
     u->err = begin(u, 1);
 }
 
-/* A small PUT whose whole body is here: begun, written, hashed, published and recorded in
- * one thread-pool trip (two with a body taken as it comes). */
+/* A small PUT whose whole body is here: begun, written, hashed and published in one
+ * thread-pool trip (two with a body taken as it comes), then recorded, with its slot's claim,
+ * by the next group commit. */
 static void whole_job(uv_work_t *w) {
     hu_upload *u = (hu_upload *)w;
     u->err = begin(u, 0);
