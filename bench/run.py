@@ -550,12 +550,12 @@ def grant_cost(beam, ledger, earlier, batch=2000):
     return {"first_grants_s": first, "after_grants_s": after, "earlier": earlier, "batch": batch}
 
 
-def slot_rate(ej, n):
-    """n slot requests from one slixmpp client (32 in flight), and the CPU ejabberd spent per
-    request: the client shares the two cores, so the rate is bounded by it as much as by the
-    server; the CPU per request is the server's own cost."""
+def slot_rate(ej, n, window=32):
+    """n slot requests from one slixmpp client (window in flight), and the CPU ejabberd spent
+    per request: the client shares the two cores, so the rate is bounded by it as much as by
+    the server; the CPU per request is the server's own cost."""
     cpu0 = cpu_seconds(ej.pid())
-    r = slix(ej, "bench", "slots", str(n), "1000")
+    r = slix(ej, "bench", "slots", str(n), "1000", str(window))
     cpu = cpu_seconds(ej.pid()) - cpu0
     lat = sorted(r["latencies"])
     return {"slots_s": n / r["seconds"], "p50_ms": lat[len(lat) // 2] * 1000,

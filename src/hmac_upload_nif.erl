@@ -8,6 +8,7 @@
 -export([load/0, mint_bearer/6, check_filename/1, check_content_type/1, default_path/2,
          redact_ledger_path/1,
          storage_open/1, storage_migrate/2, delete_stored/4, secret_file_read/2, ledger_open/1, reserve/7,
+         reserve_all/4,
          retry_at/3, usage/4, set_quota/3, list_files/2, get_file/2, delete_file/3,
          audit_recent/3, audit/7, server_config/2]).
 
@@ -100,6 +101,15 @@ ledger_open(_Path) -> erlang:nif_error(not_loaded).
               {integer(), integer(), integer(), non_neg_integer()}, integer(),
               non_neg_integer()) -> ok | {error, atom()}.
 reserve(_Ledger, _Path, _User, _Size, _Times, _Now, _DefaultQuota) -> erlang:nif_error(not_loaded).
+
+%% Grants as reserve/7 makes them, all in one transaction, in turn (each quota check sees the
+%% grants before it): a result each, in order. At most 256 at once. Another failure than a
+%% grant's own (quota_exceeded, eexist) is every grant's result.
+-spec reserve_all(reference(),
+                  [{binary(), binary(), non_neg_integer(),
+                    {integer(), integer(), integer(), non_neg_integer()}}],
+                  integer(), non_neg_integer()) -> [ok | {error, atom()}].
+reserve_all(_Ledger, _Grants, _Now, _DefaultQuota) -> erlang:nif_error(not_loaded).
 
 %% The earliest time one of User's held reservations lapses; 0 when none.
 -spec retry_at(reference(), binary(), integer()) -> integer() | {error, atom()}.

@@ -41,6 +41,7 @@
                 secret :: binary(),
                 storage_dir :: binary(),
                 ledger :: reference() | undefined,
+                grants :: pid() | undefined,     % mod_http_upload_hmac_grants, with a ledger
                 workers = 0 :: non_neg_integer()}).   % IQs being answered by workers
 
 %% Slot requests are answered by short-lived workers, so one user's grant waiting on the
@@ -340,7 +341,8 @@ init([ServerHost | _]) ->
             lists:foreach(fun(H) -> ejabberd_router:register_route(H, ServerHost) end, Hosts),
             ejabberd_hooks:add(remove_user, ServerHost, ?MODULE, remove_user, 50),
             register_media_hooks(State, Opts),
-            {ok, State#state{hosts = Hosts}};
+            {ok, Grants} = mod_http_upload_hmac_grants:start_link(),
+            {ok, State#state{hosts = Hosts, grants = Grants}};
         {error, Why} ->
             ?CRITICAL_MSG("mod_http_upload_hmac on ~ts cannot start: ~ts", [ServerHost, Why]),
             {stop, Why}
@@ -364,7 +366,7 @@ handle_cast({reload, NewOpts, _OldOpts}, #state{server_host = ServerHost, hosts 
                           NewHosts -- OldHosts),
             mod_http_upload_hmac_hooks:unregister(ServerHost),
             register_media_hooks(New, NewOpts),
-            {noreply, New#state{hosts = NewHosts}};
+            {noreply, New#state{hosts = NewHosts, grants = State#state.grants}};
         {error, Why} ->
             ?ERROR_MSG("mod_http_upload_hmac: reload failed, keeping the old settings: ~ts", [Why]),
             {noreply, State}
@@ -381,6 +383,12 @@ handle_info({route, #iq{} = Packet}, State) ->
     {noreply, State};
 handle_info({'DOWN', _Ref, process, _Pid, _Reason}, #state{workers = N} = State) ->
     {noreply, State#state{workers = max(0, N - 1)}};
+handle_info({'EXIT', Pid, Reason}, #state{grants = Pid} = State) ->
+    %% its waiting callers got an exit (their slot requests an internal error); a new one
+    %% takes the next grants
+    ?ERROR_MSG("HTTP upload grants process died: ~p", [Reason]),
+    {ok, Grants} = mod_http_upload_hmac_grants:start_link(),
+    {noreply, State#state{grants = Grants}};
 handle_info(Info, State) ->
     ?WARNING_MSG("Unexpected info: ~p", [Info]),
     {noreply, State}.
@@ -613,8 +621,8 @@ grant_slot(#iq{lang = Lang} = IQ,
     end.
 
 reserve(#state{ledger = undefined}, _Path, _User, _Size, _Times, _Now) -> ok;
-reserve(#state{ledger = L, quota = Quota}, Path, User, Size, Times, Now) ->
-    hmac_upload_nif:reserve(L, Path, User, Size, Times, Now, Quota).
+reserve(#state{ledger = L, quota = Quota, grants = Grants}, Path, User, Size, Times, Now) ->
+    mod_http_upload_hmac_grants:reserve(Grants, L, Path, User, Size, Times, Now, Quota).
 
 %% What the refusal tells the user: used, reserved, the quota and when to retry.
 quota_state(#state{ledger = L, quota = Q}, User, Size, Now) ->

@@ -75,12 +75,27 @@ void hu_ledger_close(hu_ledger *l) {
 
 const char *hu_ledger_errmsg(const hu_ledger *l) { return l ? l->errmsg : "out of memory"; }
 
+int hu_ledger_reserve_all(hu_ledger *l, const hu_reservation *r, size_t n, int64_t now,
+                          uint64_t default_quota, int *results, int64_t *retry_at) {
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        retry_at[i] = 0;
+        results[i] = 0;
+        if (r[i].size > INT64_MAX || r[i].path == NULL || r[i].user == NULL)
+            rc = -EINVAL;
+    }
+    if (rc == 0 && n > 0)
+        rc = l->ops->reserve(l, r, n, now, default_quota, results, retry_at);
+    for (size_t i = 0; rc < 0 && i < n; i++)
+        results[i] = rc;
+    return rc;
+}
+
 int hu_ledger_reserve(hu_ledger *l, const hu_reservation *r, int64_t now, uint64_t default_quota,
                       int64_t *retry_at) {
-    *retry_at = 0;
-    if (r->size > INT64_MAX || r->path == NULL || r->user == NULL)
-        return -EINVAL;
-    return l->ops->reserve(l, r, now, default_quota, retry_at);
+    int result = 0;
+    int rc = hu_ledger_reserve_all(l, r, 1, now, default_quota, &result, retry_at);
+    return rc < 0 ? rc : result;
 }
 
 int hu__ledger_own_failure(int rc) {

@@ -66,6 +66,13 @@ typedef struct {
 int hu_ledger_reserve(hu_ledger *l, const hu_reservation *r, int64_t now, uint64_t default_quota,
                       int64_t *retry_at);
 
+/* Group grant: n grants in one transaction, each made as hu_ledger_reserve would, in turn
+ * (a grant's quota check sees the grants before it). results[i]: 0, or for that grant alone
+ * -EDQUOT (retry_at[i] set, its "refused" row written) or -EEXIST; any other failure fails
+ * them all (every result is that error, nothing is applied) and is returned. */
+int hu_ledger_reserve_all(hu_ledger *l, const hu_reservation *r, size_t n, int64_t now,
+                          uint64_t default_quota, int *results, int64_t *retry_at);
+
 typedef struct {
     const char *path;        /* P: slot/filename (relative to storage_dir) */
     const char *user;        /* bare JID, or NULL for legacy uploads */

@@ -8,8 +8,9 @@
 
 typedef struct hu_ledger_ops {
     void (*close)(hu_ledger *l);
-    int (*reserve)(hu_ledger *l, const hu_reservation *r, int64_t now, uint64_t default_quota,
-                   int64_t *retry_at);
+    /* each result: 0, -EDQUOT or -EEXIST; any other failure returned */
+    int (*reserve)(hu_ledger *l, const hu_reservation *r, size_t n, int64_t now,
+                   uint64_t default_quota, int *results, int64_t *retry_at);
     /* each result: 0 or one of hu_completion's own failures; any other failure returned */
     int (*complete)(hu_ledger *l, hu_completion *c, size_t n, int64_t now);
     int (*retention)(hu_ledger *l, const char *path, const char *user, uint64_t size,

@@ -712,26 +712,51 @@ static int reserve_in_tx(pg_ledger *l, const hu_reservation *r, int64_t now,
 }
 
 typedef struct {
-    const hu_reservation *r;
+    const hu_reservation **order; /* the grants, by user */
+    size_t n;
     int64_t now;
     uint64_t default_quota;
+    int *results;         /* by the grants' own order: */
     int64_t *retry_at;
+    const hu_reservation *first;
 } reserve_ctx;
 
 static int reserve_body(pg_ledger *l, void *ctx) {
     reserve_ctx *c = ctx;
-    *c->retry_at = 0;
-    return reserve_in_tx(l, c->r, c->now, c->default_quota, "grant", c->retry_at);
+    for (size_t i = 0; i < c->n; i++) {
+        size_t k = (size_t)(c->order[i] - c->first);
+        c->retry_at[k] = 0;
+        int rc = reserve_in_tx(l, c->order[i], c->now, c->default_quota, "grant", &c->retry_at[k]);
+        if (rc < 0 && rc != -EDQUOT && rc != -EEXIST)
+            return rc;
+        c->results[k] = rc;
+    }
+    return 0;
 }
 
-static int pg_reserve(hu_ledger *hl, const hu_reservation *r, int64_t now, uint64_t default_quota,
-                      int64_t *retry) {
-    reserve_ctx c = {r, now, default_quota, retry};
+static int by_user(const void *a, const void *b) {
+    return strcmp((*(const hu_reservation *const *)a)->user,
+                  (*(const hu_reservation *const *)b)->user);
+}
+
+static int pg_reserve(hu_ledger *hl, const hu_reservation *r, size_t n, int64_t now,
+                      uint64_t default_quota, int *results, int64_t *retry) {
+    /* Each grant locks its user's usage row first: taken in user order, two nodes' groups
+     * never wait for each other in a cycle. */
+    const hu_reservation **order = malloc(n * sizeof *order);
+    if (order == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        order[i] = &r[i];
+    qsort(order, n, sizeof *order, by_user);
+    reserve_ctx c = {order, n, now, default_quota, results, retry, r};
     /* A COMMIT whose connection broke and whose outcome could not be looked up fails the
-     * grant (-ENOTCONN, a wait error for the client) even though its reservation may stand:
-     * acceptable, as its bytes stop counting at held_until (reservation_time, short) and the
-     * row goes when its token expires; nobody holds that token. */
-    return run_op((pg_ledger *)hl, reserve_body, NULL, &c, 1);
+     * grants (-ENOTCONN, a wait error for the clients) even though their reservations may
+     * stand: acceptable, as their bytes stop counting at held_until (reservation_time, short)
+     * and the rows go when their tokens expire; nobody holds those tokens. */
+    int rc = run_op((pg_ledger *)hl, reserve_body, NULL, &c, 1);
+    free(order);
+    return rc;
 }
 
 /* The reservation of path, and its bytes from its user's held sum if they were counted. */

@@ -483,13 +483,21 @@ static int reserve_in_tx(sq_ledger *l, const hu_reservation *r, int64_t now,
     return audit(l, now, event, r->user, r->path, r->size, NULL);
 }
 
-static int sq_reserve(hu_ledger *hl, const hu_reservation *r, int64_t now, uint64_t default_quota,
-                      int64_t *retry_at) {
+/* One transaction for the group: a grant refused (over quota, its refusal kept, as finish()
+ * keeps it) or already made leaves the others; any other failure rolls back them all. */
+static int sq_reserve(hu_ledger *hl, const hu_reservation *r, size_t n, int64_t now,
+                      uint64_t default_quota, int *results, int64_t *retry_at) {
     sq_ledger *l = (sq_ledger *)hl;
     int rc = begin(l);
-    if (rc < 0)
-        return rc;
-    return finish(l, reserve_in_tx(l, r, now, default_quota, "grant", retry_at));
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        results[i] = reserve_in_tx(l, &r[i], now, default_quota, "grant", &retry_at[i]);
+        if (results[i] < 0 && results[i] != -EDQUOT && results[i] != -EEXIST)
+            rc = results[i];
+    }
+    if (rc == 0 && (rc = commit(l)) == 0)
+        return 0;
+    rollback(l);
+    return rc;
 }
 
 /* Inside a transaction: the reservation of (path, user, size) whose token is unexpired.

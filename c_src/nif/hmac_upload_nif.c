@@ -154,30 +154,85 @@ static ledger_res *get_ledger(ErlNifEnv *env, ERL_NIF_TERM t) {
     return enif_get_resource(env, t, priv->ledger_type, (void **)&r) && r->ledger ? r : NULL;
 }
 
-/* reserve(Ledger, Path, User, Size, {HeldUntil, Expires, Keep, ExpireBefore}, Now, Quota):
- * Keep -1 = the server's max_days (retention.h). */
+/* A grant's terms: Path, User, Size, {HeldUntil, Expires, Keep, ExpireBefore} (Keep -1 = the
+ * server's max_days, retention.h) into res; path and user are copied into the buffers. */
+static int get_reservation(ErlNifEnv *env, ERL_NIF_TERM path_t, ERL_NIF_TERM user_t,
+                           ERL_NIF_TERM size_t_, ERL_NIF_TERM times_t, hu_reservation *res,
+                           char path[1100], char user[HU_MAX_USER_LEN + 1]) {
+    ErlNifUInt64 size;
+    ErlNifSInt64 held_until, expires, keep, expire_before;
+    const ERL_NIF_TERM *times;
+    int arity;
+    if (!get_cstr(env, path_t, path, 1100) || !get_cstr(env, user_t, user, HU_MAX_USER_LEN + 1) ||
+        !enif_get_uint64(env, size_t_, &size) ||
+        !enif_get_tuple(env, times_t, &arity, &times) || arity != 4 ||
+        !enif_get_int64(env, times[0], &held_until) || !enif_get_int64(env, times[1], &expires) ||
+        !enif_get_int64(env, times[2], &keep) || !enif_get_int64(env, times[3], &expire_before) ||
+        keep < HU_KEEP_DEFAULT || expire_before < 0)
+        return 0;
+    *res = (hu_reservation){path, user, size, held_until, expires, {keep, expire_before}};
+    return 1;
+}
+
+/* reserve(Ledger, Path, User, Size, {HeldUntil, Expires, Keep, ExpireBefore}, Now, Quota) */
 static ERL_NIF_TERM reserve_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     (void)argc;
     ledger_res *r = get_ledger(env, argv[0]);
     char path[1100], user[HU_MAX_USER_LEN + 1];
-    ErlNifUInt64 size, quota;
-    ErlNifSInt64 held_until, expires, keep, expire_before, now;
-    const ERL_NIF_TERM *times;
-    int arity;
-    if (!r || !get_cstr(env, argv[1], path, sizeof path) ||
-        !get_cstr(env, argv[2], user, sizeof user) || !enif_get_uint64(env, argv[3], &size) ||
-        !enif_get_tuple(env, argv[4], &arity, &times) || arity != 4 ||
-        !enif_get_int64(env, times[0], &held_until) || !enif_get_int64(env, times[1], &expires) ||
-        !enif_get_int64(env, times[2], &keep) || !enif_get_int64(env, times[3], &expire_before) ||
-        keep < HU_KEEP_DEFAULT || expire_before < 0 || !enif_get_int64(env, argv[5], &now) ||
-        !enif_get_uint64(env, argv[6], &quota))
+    ErlNifUInt64 quota;
+    ErlNifSInt64 now;
+    hu_reservation res;
+    if (!r || !get_reservation(env, argv[1], argv[2], argv[3], argv[4], &res, path, user) ||
+        !enif_get_int64(env, argv[5], &now) || !enif_get_uint64(env, argv[6], &quota))
         return enif_make_badarg(env);
-    hu_reservation res = {path, user, size, held_until, expires, {keep, expire_before}};
     int64_t retry_at = 0;
     enif_mutex_lock(r->lock);
     int rc = hu_ledger_reserve(r->ledger, &res, now, quota, &retry_at);
     enif_mutex_unlock(r->lock);
     return rc == 0 ? atom(env, "ok") : error_tuple(env, errno_atom(rc));
+}
+
+/* Grants per reserve_all call at most. */
+#define RESERVE_ALL_MAX 256
+
+/* reserve_all(Ledger, [{Path, User, Size, Times}], Now, Quota): the grants in one transaction
+ * (hu_ledger_reserve_all), a result each, in order: ok | {error, Atom}. */
+static ERL_NIF_TERM reserve_all_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    ledger_res *r = get_ledger(env, argv[0]);
+    unsigned n = 0;
+    ErlNifUInt64 quota;
+    ErlNifSInt64 now;
+    if (!r || !enif_get_list_length(env, argv[1], &n) || n > RESERVE_ALL_MAX ||
+        !enif_get_int64(env, argv[2], &now) || !enif_get_uint64(env, argv[3], &quota))
+        return enif_make_badarg(env);
+    struct terms { /* one grant's strings */
+        char path[1100], user[HU_MAX_USER_LEN + 1];
+    } *t = enif_alloc(n * sizeof *t + 1);
+    if (t == NULL)
+        return error_tuple(env, "enomem");
+    hu_reservation res[RESERVE_ALL_MAX];
+    ERL_NIF_TERM list = argv[1], head;
+    for (unsigned i = 0; i < n && enif_get_list_cell(env, list, &head, &list); i++) {
+        const ERL_NIF_TERM *f;
+        int arity;
+        if (!enif_get_tuple(env, head, &arity, &f) || arity != 4 ||
+            !get_reservation(env, f[0], f[1], f[2], f[3], &res[i], t[i].path, t[i].user)) {
+            enif_free(t);
+            return enif_make_badarg(env);
+        }
+    }
+    int results[RESERVE_ALL_MAX];
+    int64_t retry_at[RESERVE_ALL_MAX];
+    enif_mutex_lock(r->lock);
+    hu_ledger_reserve_all(r->ledger, res, n, now, quota, results, retry_at);
+    enif_mutex_unlock(r->lock);
+    enif_free(t);
+    ERL_NIF_TERM out = enif_make_list(env, 0);
+    for (unsigned i = n; i-- > 0;)
+        out = enif_make_list_cell(
+            env, results[i] == 0 ? atom(env, "ok") : error_tuple(env, errno_atom(results[i])), out);
+    return out;
 }
 
 static ERL_NIF_TERM retry_at_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -579,6 +634,7 @@ static ErlNifFunc nif_funcs[] = {
     {"secret_file_read", 2, secret_file_read_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"ledger_open", 1, ledger_open_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"reserve", 7, reserve_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"reserve_all", 4, reserve_all_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"retry_at", 3, retry_at_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"usage", 4, usage_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"set_quota", 3, set_quota_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},

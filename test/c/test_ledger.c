@@ -428,6 +428,39 @@ TEST(fifty_processes_never_over_commit)
     cleanup(l);
 }
 
+/* Grants made as a group (the module's slot requests that arrive together): one
+ * transaction, in turn, each with its own result. */
+TEST(a_group_of_grants)
+{
+    hu_ledger *l = fresh();
+    CHECK(l != NULL);
+    hu_reservation g[5] = {
+        {"g1/a", "ola@x", 400, 2000, 9000, HU_RETENTION_DEFAULT},
+        {"g2/b", "pia@x", 900, 2000, 9000, HU_RETENTION_DEFAULT},
+        {"g3/c", "ola@x", 400, 2000, 9000, HU_RETENTION_DEFAULT},
+        {"g4/d", "ola@x", 400, 2000, 9000, HU_RETENTION_DEFAULT}, /* over: 1,200 of 1,000 */
+        {"g1/a", "pia@x", 10, 2000, 9000, HU_RETENTION_DEFAULT},  /* that slot is taken */
+    };
+    int results[5];
+    int64_t retry[5];
+    CHECK_INT(hu_ledger_reserve_all(l, g, 5, 1000, 1000, results, retry), 0);
+    CHECK_INT(results[0], 0);
+    CHECK_INT(results[1], 0);
+    CHECK_INT(results[2], 0);
+    CHECK_INT(results[3], -EDQUOT);
+    CHECK_INT(retry[3], 2000);
+    CHECK_INT(results[4], -EEXIST);
+    uint64_t u, r, q;
+    CHECK_INT(hu_ledger_usage(l, "ola@x", 1000, 1000, &u, &r, &q), 0);
+    CHECK_INT(r, 800);
+    CHECK_INT(hu_ledger_usage(l, "pia@x", 1000, 1000, &u, &r, &q), 0);
+    CHECK_INT(r, 900);
+    char events[512] = "";
+    CHECK_INT(hu_ledger_audit_recent(l, "ola@x", 10, audit_cb, events), 0);
+    CHECK_STR(events, "refused,grant,grant,");
+    cleanup(l);
+}
+
 /* Short reservations (unused slots stop holding quota) claimed when the upload starts. */
 TEST(claim_at_upload_start)
 {
@@ -1031,6 +1064,7 @@ TEST_MAIN({
     RUN(files_listing_deletion_expiry_and_audit);
     RUN(media_metadata_round_trips);
     RUN(fifty_processes_never_over_commit);
+    RUN(a_group_of_grants);
     RUN(claim_at_upload_start);
     RUN(hold_lapses_but_the_slot_and_its_retention_stay);
     RUN(claim_with_the_completion);

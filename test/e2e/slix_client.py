@@ -91,7 +91,9 @@ class Client(slixmpp.ClientXMPP):
                     await asyncio.gather(*(get(i) for i in range(k, min(n, k + 32))))
                 self.finish({"put": urls})
             elif kind == "slots":
+                # N requests, `window` in flight (default 32): the rate, and each latency
                 n, size = int(args[0]), int(args[1])
+                window = int(args[2]) if len(args) > 2 else 32
                 lat = []
 
                 async def one(i):
@@ -101,7 +103,6 @@ class Client(slixmpp.ClientXMPP):
                     lat.append(time.monotonic() - t)
 
                 start = time.monotonic()
-                window = 32
                 for k in range(0, n, window):
                     await asyncio.gather(*(one(i) for i in range(k, min(n, k + window))))
                 self.finish({"n": n, "seconds": time.monotonic() - start, "latencies": lat})
