@@ -1,11 +1,14 @@
 %%% make bench: slot grants through the NIF (hmac_upload_nif:reserve/7, what the module calls
 %%% for every slot) into a ledger, SQLite file or PostgreSQL URL, timed inside the VM.
 %%%
-%%%   erl -noshell -pa ebin -pa <dir of this beam> -run bench_grants rate Ledger N Callers Handles
+%%%   erl -noshell -pa ebin -pa <dir of this beam> -run bench_grants rate Ledger N Callers Handles Via
 %%%       N grants split over Callers processes (each its own user, so they contend only on
 %%%       the ledger), on Handles ledger handles (one handle: the module's case, one ledger
 %%%       per ejabberd node, its calls serialised by the NIF's lock; several: several nodes or
-%%%       servers on one shared ledger). Prints "GrantsPerSecond Errors P99Ms".
+%%%       servers on one shared ledger). Via: nif, each grant its own call and transaction;
+%%%       group, through a mod_http_upload_hmac_grants process per handle (what the module
+%%%       does: the grants asked for together share a transaction). Prints
+%%%       "GrantsPerSecond Errors P99Ms".
 %%%   ... -run bench_grants cost Ledger Batch Earlier
 %%%       one user, a finite quota (every grant checks it), each grant held 300 s: the rate of
 %%%       the first Batch grants and of a Batch after Earlier more. Prints "First After".
@@ -16,14 +19,23 @@ open(Path) ->
     {ok, L} = hmac_upload_nif:ledger_open(list_to_binary(Path)),
     L.
 
+%% One grant: through a grants process (the module's way) or straight to the NIF.
+grant({L, Grants}, User, Path, Now) ->
+    mod_http_upload_hmac_grants:reserve(Grants, L, Path, User, 1000, times(Now), Now, 1 bsl 40);
 grant(L, User, Path, Now) ->
-    hmac_upload_nif:reserve(L, Path, User, 1000, {Now + 300, Now + 3600, -1, 0}, Now, 1 bsl 40).
+    hmac_upload_nif:reserve(L, Path, User, 1000, times(Now), Now, 1 bsl 40).
+
+times(Now) -> {Now + 300, Now + 3600, -1, 0}.
 
 us(T0) -> erlang:convert_time_unit(erlang:monotonic_time() - T0, native, microsecond).
 
-rate([Ledger, NS, CS, HS]) ->
+rate([Ledger, NS, CS, HS, Via]) ->
     N = list_to_integer(NS), C = list_to_integer(CS), H = list_to_integer(HS),
-    Ls = list_to_tuple([open(Ledger) || _ <- lists:seq(1, H)]),
+    Ls = list_to_tuple([case Via of
+                            "nif" -> open(Ledger);
+                            "group" -> {ok, G} = mod_http_upload_hmac_grants:start_link(),
+                                       {open(Ledger), G}
+                        end || _ <- lists:seq(1, H)]),
     Now = erlang:system_time(second),
     Per = N div C,
     Parent = self(),

@@ -535,11 +535,17 @@ def bench_grants(beam, *args, timeout=1800):
     return [float(x) for x in out]
 
 
-def grant_rate(beam, ledger, n, callers, handles):
+def grant_rate(beam, ledger, n, callers, handles, via="nif"):
     """Grants through the NIF: n split over callers (each its own user), on handles ledger
-    handles (bench_grants.erl)."""
-    rate, errors, p99 = bench_grants(beam, "rate", ledger, n, callers, handles)
+    handles, each its own call (via nif) or in groups as the module makes them (via group;
+    bench_grants.erl)."""
+    rate, errors, p99 = bench_grants(beam, "rate", ledger, n, callers, handles, via)
     return {"grants_s": rate, "errors": int(errors), "p99_ms": p99}
+
+
+# (callers, handles, via) of the grant-rate rows: one caller; 8 on one handle (one node) and on
+# 8 (8 nodes); 32 on one handle one by one and in groups, as the module makes them
+GRANT_RUNS = ((1, 1, "nif"), (8, 1, "nif"), (8, 8, "nif"), (32, 1, "nif"), (32, 1, "group"))
 
 
 def grant_cost(beam, ledger, earlier, batch=2000):
@@ -814,14 +820,14 @@ def main():
         grant_runs = {}
         for _ in range(rounds):
             for backend in ("SQLite", "PostgreSQL"):
-                for callers, handles in ((1, 1), (8, 1), (8, 8)):
+                for callers, handles, via in GRANT_RUNS:
                     d = fresh_dir("hu-bench-ledger-")
                     try:
                         ledger = os.path.join(d, "ledger.sqlite3") if backend == "SQLite" else pg_url()
-                        r = grant_rate(beam, ledger, n_grants, callers, handles)
+                        r = grant_rate(beam, ledger, n_grants, callers, handles, via)
                     finally:
                         shutil.rmtree(d, ignore_errors=True)
-                    grant_runs.setdefault(f"{backend}:{callers}:{handles}", []).append(r)
+                    grant_runs.setdefault(f"{backend}:{callers}:{handles}:{via}", []).append(r)
         W["ledger_grants"] = {k: dict(median(rs, "grants_s"), runs=[round(r["grants_s"]) for r in rs])
                               for k, rs in grant_runs.items()}
         pg.close()
@@ -1030,9 +1036,11 @@ def report(r, smoke):
            ("64 KiB PUT server CPU us/upload (lower)", sq["cpu_us"], pq["cpu_us"]),
            ("  + PostgreSQL's processes, us/upload", None, pq["aux_cpu_us"]),
            ("64 KiB PUT p99 ms (lower)", sq["p99_ms"], pq["p99_ms"])]
-    for callers, handles, what in ((1, 1, "1 caller"), (8, 1, "8 callers, 1 handle (1 node)"),
-                                   (8, 8, "8 callers, 8 handles (8 nodes)")):
-        a, bb = lg[f"SQLite:{callers}:{handles}"], lg[f"PostgreSQL:{callers}:{handles}"]
+    for callers, handles, via in GRANT_RUNS:
+        what = (f"{callers} caller{'s' if callers > 1 else ''}" +
+                (f", {handles} handle{'s' if handles > 1 else ''} ({handles} node{'s' if handles > 1 else ''})"
+                 if callers > 1 else "") + (", in groups (the module's way)" if via == "group" else ""))
+        a, bb = lg[f"SQLite:{callers}:{handles}:{via}"], lg[f"PostgreSQL:{callers}:{handles}:{via}"]
         led.append((f"NIF grants/s, {what}", a["grants_s"], bb["grants_s"]))
         led.append(("  grant p99 ms (lower)", a["p99_ms"], bb["p99_ms"]))
         if a["errors"] or bb["errors"]:
