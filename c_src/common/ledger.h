@@ -158,7 +158,6 @@ int hu_ledger_retry_at(hu_ledger *l, const char *user, int64_t now, int64_t *at)
 int hu_ledger_claim(hu_ledger *l, const char *path, const char *user, uint64_t size,
                     int64_t until, int64_t now, uint64_t default_quota, hu_retention *retention);
 
-
 /* Drops the reservation of path (a slot whose upload was refused or will never come). */
 int hu_ledger_release(hu_ledger *l, const char *path);
 

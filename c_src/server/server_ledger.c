@@ -11,6 +11,7 @@
 
 int hu_server_ledger_open(hu_server_ledger *sl, const char *path, char *err, size_t errlen) {
     memset(sl, 0, sizeof *sl);
+    sl->queue_tail = &sl->queue;
     if (uv_mutex_init(&sl->lock) != 0 || uv_mutex_init(&sl->read_lock) != 0) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -104,21 +105,14 @@ static void start_commit(hu_server_ledger *sl, uv_loop_t *loop) {
         sl->queue_tail = &sl->queue;
     sl->committing = 1;
     sl->work.data = sl;
-    if (uv_queue_work(loop, &sl->work, commit_job, commit_done) < 0) {
-        commit_job(&sl->work); /* cannot happen with a valid loop; never lose a completion */
-        commit_done(&sl->work, 0);
-    }
+    (void)uv_queue_work(loop, &sl->work, commit_job, commit_done); /* fails only without a job */
 }
 
 void hu_server_ledger_record(hu_server_ledger *sl, uv_loop_t *loop, const hu_storage *st,
                              hu_server_record *r) {
-    if (sl->queue_tail == NULL)
-        sl->queue_tail = &sl->queue;
     sl->storage = st;
     r->next = NULL;
     r->c.result = 0;
-    if (sl->ledger == NULL)
-        r->c.claim = 0;
     *sl->queue_tail = r;
     sl->queue_tail = &r->next;
     if (!sl->committing)
