@@ -1049,7 +1049,7 @@ def report(r, smoke):
     p(f"{'ledger backends (issue 13)':48} {'SQLite':>9} {'Postgres':>9} {'PG/SQLite':>9}")
     for name, a, bb in led:
         p(f"{name:48} {fmt(a):>9} {fmt(bb):>9} {ratio(bb, a):>9}")
-    p(f"# SQLite: WAL, synchronous=NORMAL, in the server's process. PostgreSQL {W.get('postgresql', '?')} "
+    p(f"# SQLite: WAL, synchronous=FULL, in the server's process. PostgreSQL {W.get('postgresql', '?')} "
       "from Debian, private, on loopback, default settings (fsync on, synchronous_commit on), a fresh "
       "database per run; its CPU is counted apart.")
     r["ledger_backends"] = [{"workload": nm, "sqlite": a, "postgresql": bb} for nm, a, bb in led]

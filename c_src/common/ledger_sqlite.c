@@ -295,11 +295,13 @@ int hu__ledger_sqlite_open(const char *path, hu_ledger **out) {
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(l->db, BUSY_TIMEOUT_MS);
-        /* WAL: readers never block the writer; NORMAL is durable across process crashes.
-         * Processes opening a new file at once can find it locked while another one switches
-         * it to WAL, without the busy handler being asked: retried for the busy timeout. */
+        /* WAL: readers never block the writer. FULL syncs the WAL at every commit: a
+         * committed row survives a power cut, as a 201 promises (NORMAL only survives a
+         * process crash); group commits share the sync. Processes opening a new file at once
+         * can find it locked while another one switches it to WAL, without the busy handler
+         * being asked: retried for the busy timeout. */
         for (int tries = 0; tries < BUSY_TIMEOUT_MS / 10; tries++) {
-            rc = sqlite3_exec(l->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+            rc = sqlite3_exec(l->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                                      " PRAGMA foreign_keys=OFF;", NULL, NULL, NULL);
             if ((rc & 0xff) != SQLITE_BUSY)
                 break;

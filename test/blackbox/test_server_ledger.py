@@ -4,9 +4,11 @@ max_days expiry, and the start-up check that reconciles the ledger with the file
 
 import hashlib
 import os
+import re
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import time
 
@@ -190,6 +192,54 @@ def kill_9_during_group_commits_loses_no_acknowledged_upload():
             r = curl(s.get_url.replace(f":{old_port}/", f":{srv.port}/"))
             eq((r.status, hashlib.sha256(r.body).hexdigest()), (200, digest), f"served: {path}")
             eq(rows[path], digest, f"recorded: {path}")
+        srv.assert_clean_exit()
+
+
+def syncs_before_201(log):
+    """From an `strace -f -y` log of one upload: whether the ledger's WAL was written, and
+    whether every WAL write before the 201 was followed by a completed fsync or fdatasync of
+    the WAL before the 201 went out."""
+    lines = open(log).read().splitlines()
+    answered = next(i for i, l in enumerate(lines) if "201 Created" in l)
+    wal = [i for i, l in enumerate(lines[:answered]) if "-wal>" in l and "pwrite64(" in l]
+    if not wal:
+        return False, False
+    for i in range(wal[-1] + 1, answered):
+        l = lines[i]
+        m = re.match(r"(\d+) +(fsync|fdatasync)\(\d+<[^>]*-wal>", l)
+        if not m:
+            continue
+        if "<unfinished ...>" not in l:
+            return True, True
+        done = f"{m.group(1)} <... {m.group(2)} resumed>"
+        if any(x.startswith(done) for x in lines[i + 1:answered]):
+            return True, True
+    return True, False
+
+
+@test
+def a_201_comes_after_the_ledger_row_is_synced():
+    """A 201 means the row is durable, not only the file: the ledger's transaction reaches the
+    disk (the WAL synced, as PostgreSQL's synchronous_commit does) before the answer, so a
+    power cut after it cannot leave a file the ledger forgot (its quota uncounted, its expiry
+    never run). A process crash alone would not show it: the WAL is in the page cache."""
+    with UploadServer() as srv:
+        put(srv.slot(10).put_url, b"w" * 10)  # the WAL exists, the pool threads run
+        log = os.path.join(srv.dir, "strace.log")
+        tids = os.listdir(f"/proc/{srv.proc.pid}/task")
+        tracer = subprocess.Popen(["strace", "-f", "-qq", "-y", "-o", log,
+                                   "-e", "trace=pwrite64,write,fsync,fdatasync,sendmsg,writev,sendto"]
+                                  + [a for t in tids for a in ("-p", t)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)  # attached to every thread
+            body = os.urandom(3000)
+            eq(put(srv.slot(len(body)).put_url, body).status, 201, "PUT")
+            time.sleep(0.3)
+        finally:
+            tracer.terminate()
+            tracer.wait(10)
+        eq(syncs_before_201(log), (True, True), "(WAL written, WAL synced before the 201)")
         srv.assert_clean_exit()
 
 
