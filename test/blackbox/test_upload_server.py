@@ -144,12 +144,18 @@ def wrong_size_and_too_large():
 
 @test
 def replay_of_used_slot_is_409():
-    with UploadServer() as srv:
-        s = srv.slot(len(BODY))
-        upload_ok(srv, s, BODY)
-        eq(put(s.put_url, os.urandom(len(BODY))).status, 409, "replay")
-        eq(curl(s.get_url).body, BODY, "first upload kept")
-        srv.assert_clean_exit()
+    """Taken whole (small) or streamed, with the ledger and without: 409, the first upload kept,
+    nothing of the replay left behind."""
+    big = os.urandom(700 * 1024)  # more than the server takes whole
+    for opts in ({}, {"ledger_path": "none"}):
+        with UploadServer(**opts) as srv:
+            for body in (BODY, big):
+                s = srv.slot(len(body))
+                upload_ok(srv, s, body)
+                eq(put(s.put_url, os.urandom(len(body))).status, 409, f"replay {len(body)} {opts}")
+                eq(curl(s.get_url).body, body, "first upload kept")
+            eq(srv.partial_files(), [], "no partial file left")
+            srv.assert_clean_exit()
 
 
 @test
