@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "sha256_md.h"
 #include "storage_meta.h"
 
 /* files/<k0k1>/<key>: "ab/" + 64 digits */
@@ -69,7 +70,8 @@ void hu_storage_close(hu_storage *s) {
 
 void hu_storage_key(const char *path, size_t len, char key[HU_STORAGE_KEY_LEN + 1]) {
     uint8_t md[SHA256_DIGEST_LENGTH];
-    SHA256((const uint8_t *)path, len, md);
+    if (EVP_Digest(path, len, md, NULL, hu_sha256_md(), NULL) != 1)
+        SHA256((const uint8_t *)path, len, md); /* the legacy path, fetching again */
     hu_hex_encode(md, sizeof md, key);
 }
 
@@ -396,7 +398,7 @@ int hu_storage_hash_partial(const hu_storage *s, const char *key, char hex[65]) 
     enum { CHUNK = 1 << 20 };
     unsigned char *buf = malloc(CHUNK);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int rc = buf && ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
+    int rc = buf && ctx && EVP_DigestInit_ex(ctx, hu_sha256_md(), NULL) == 1 ? 0 : -ENOMEM;
     ssize_t n;
     while (rc == 0 && (n = read(fd, buf, CHUNK)) != 0) {
         if (n < 0)

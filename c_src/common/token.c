@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "sha256_md.h"
 
 /* HMAC-SHA256 over parts joined by sep (a NUL byte or a space), streamed: no buffer to size. */
 static int hmac_join(hu_slice secret, const hu_slice *parts, size_t n, char sep,
@@ -21,7 +22,7 @@ static int hmac_join(hu_slice secret, const hu_slice *parts, size_t n, char sep,
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     ctx = HMAC_CTX_new();
-    if (!ctx || !HMAC_Init_ex(ctx, secret.ptr, (int)secret.len, EVP_sha256(), NULL)) goto out;
+    if (!ctx || !HMAC_Init_ex(ctx, secret.ptr, (int)secret.len, hu_sha256_md(), NULL)) goto out;
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && !HMAC_Update(ctx, (const unsigned char *)&sep, 1)) goto out;
         if (parts[i].len && !HMAC_Update(ctx, (const unsigned char *)parts[i].ptr, parts[i].len))

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "sha256_md.h"
 
 /* Read-back size: stays in the core's L2 while it is hashed. */
 #define HASH_READ (64 * 1024)
@@ -19,7 +20,7 @@ int hu_upload_hash_init(hu_upload_hash *h, int fd, uint64_t base, void *data) {
     h->data = data;
     if ((h->ctx = EVP_MD_CTX_new()) == NULL)
         return -ENOMEM;
-    if (EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1)
+    if (EVP_DigestInit_ex(h->ctx, hu_sha256_md(), NULL) != 1)
         return -EIO;
     return 0;
 }
