@@ -473,10 +473,7 @@ static int begin(hu_upload *u, int claim_now) {
     const hu_upload_grant *g = &u->grant;
     hu_server_ledger *sl = &u->conn->set->ledger;
     int put = u->kind == HU_UPLOAD_PUT;
-    /* A body taken whole skips the look: its link fails with EEXIST all the same (409), and
-     * the lookup in a shard of many files cost ~3 % of a small upload's CPU; a streamed one
-     * looks first, so the client learns of the 409 before sending its body. */
-    int exists = u->whole ? 0 : hu_storage_exists(st, u->key);
+    int exists = hu_storage_exists(st, u->key);
     int rc = exists == 1 ? -EEXIST : exists;
     /* a PATCH claims too: the bytes stay held, and it learns the retention it publishes with */
     u->retention = HU_RETENTION_DEFAULT;
