@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "codec.h"
-#include "sha256_md.h"
 
 static int b64url_char(char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -135,7 +134,7 @@ int hu_jwt_verify(hu_slice secret, hu_slice token, int64_t now, hu_jwt_claims *o
     unsigned mac_len = 0;
     if (hu_b64url_decode(sig.ptr, sig.len, given, sizeof given) != HU_MAC_LEN)
         return -EACCES;
-    if (HMAC(hu_sha256_md(), secret.ptr, (int)secret.len, (const uint8_t *)token.ptr,
+    if (HMAC(EVP_sha256(), secret.ptr, (int)secret.len, (const uint8_t *)token.ptr,
              (size_t)(dot2 - token.ptr), mac, &mac_len) == NULL || mac_len != HU_MAC_LEN)
         return -EIO;
     if (CRYPTO_memcmp(mac, given, HU_MAC_LEN) != 0)

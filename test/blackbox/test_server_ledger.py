@@ -5,6 +5,7 @@ max_days expiry, and the start-up check that reconciles the ledger with the file
 import hashlib
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -200,8 +201,10 @@ def syncs_before_201(log):
     whether every WAL write before the 201 was followed by a completed fsync or fdatasync of
     the WAL before the 201 went out."""
     lines = open(log).read().splitlines()
-    answered = next(i for i, l in enumerate(lines) if "201 Created" in l)
-    wal = [i for i, l in enumerate(lines[:answered]) if "-wal>" in l and "pwrite64(" in l]
+    answered = next((i for i, l in enumerate(lines) if "201 Created" in l), None)
+    assert answered is not None, "no 201 in the trace:\n" + "\n".join(lines[-20:])
+    wal = [i for i, l in enumerate(lines[:answered])
+           if "-wal>" in l and ("pwrite64(" in l or " write(" in l)]
     if not wal:
         return False, False
     for i in range(wal[-1] + 1, answered):
@@ -223,16 +226,25 @@ def a_201_comes_after_the_ledger_row_is_synced():
     disk (the WAL synced, as PostgreSQL's synchronous_commit does) before the answer, so a
     power cut after it cannot leave a file the ledger forgot (its quota uncounted, its expiry
     never run). A process crash alone would not show it: the WAL is in the page cache."""
+    assert shutil.which("strace"), "strace is not installed (make deps installs it)"
     with UploadServer() as srv:
         put(srv.slot(10).put_url, b"w" * 10)  # the WAL exists, the pool threads run
         log = os.path.join(srv.dir, "strace.log")
-        tids = os.listdir(f"/proc/{srv.proc.pid}/task")
+        task = f"/proc/{srv.proc.pid}/task"
+        tids = os.listdir(task)
         tracer = subprocess.Popen(["strace", "-f", "-qq", "-y", "-o", log,
                                    "-e", "trace=pwrite64,write,fsync,fdatasync,sendmsg,writev,sendto"]
                                   + [a for t in tids for a in ("-p", t)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            time.sleep(1.0)  # attached to every thread
+            def traced(t):
+                status = open(f"{task}/{t}/status").read()
+                return re.search(r"^TracerPid:\s+([1-9]\d*)$", status, re.M) is not None
+            deadline = time.monotonic() + 20
+            while not all(traced(t) for t in tids):
+                assert tracer.poll() is None, f"strace: {tracer.stderr.read().decode()}"
+                assert time.monotonic() < deadline, "strace did not attach to every thread"
+                time.sleep(0.05)
             body = os.urandom(3000)
             eq(put(srv.slot(len(body)).put_url, body).status, 201, "PUT")
             time.sleep(0.3)
