@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -472,8 +473,15 @@ int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named,
     /* The record first: on the inode (or as a sidecar) before the file has a public name. */
     int rc = hu_meta_put(fd, s->metafd, key, m, flags);
     if (rc == -EEXIST && hu_storage_exists(s, key) == 0) {
-        hu_meta_drop(s->metafd, key); /* a sidecar left by a crash before its file's link */
-        rc = hu_meta_put(fd, s->metafd, key, m, flags);
+        /* A sidecar without its file: left by a crash before the link, or written by another
+         * server publishing this slot right now (its link to come). Only one left alone for
+         * long is a leftover; dropping another's would cost it its record. */
+        if (settled(s->metafd, key, (int64_t)time(NULL) - HU_STORAGE_RECORD_SETTLE_S)) {
+            hu_meta_drop(s->metafd, key);
+            rc = hu_meta_put(fd, s->metafd, key, m, flags);
+        } else {
+            rc = -EBUSY;
+        }
     }
     int sidecar = rc == 1;
     rc = rc < 0 ? rc : 0;

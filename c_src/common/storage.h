@@ -125,10 +125,15 @@ int hu_storage_hash_partial(const hu_storage *s, const char *key, char hex[65]);
 /* Writes all of buf at off; -ENOSPC/-EDQUOT/-EIO as the kernel says. */
 int hu_storage_write(int fd, const char *buf, size_t len, uint64_t off);
 
+/* A sidecar record (no xattrs) without its file, younger than this, may be another server's
+ * publish in progress (record first, link next): left alone. */
+#define HU_STORAGE_RECORD_SETTLE_S 600
+
 /* Makes the upload file (open as fd, fully written; named or anonymous) the published file
  * with record m (m->path is P; key must be its key). Closes fd (its lock goes after the
  * partial name). On failure the partial file is
- * removed and nothing is visible; -EEXIST when key was published meanwhile. With sync_dir 0
+ * removed and nothing is visible; -EEXIST when key was published meanwhile, -EBUSY when
+ * another server is publishing it (its sidecar record is there, its file not yet). With sync_dir 0
  * the new name is not yet durable: the caller syncs its shard (hu_storage_sync_shards, shared
  * by a group of uploads) before it acknowledges the upload. */
 int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named,

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +17,17 @@
 #include "storage_migrate.h"
 
 static char root[64];
+
+/* This program's fsetxattr (it takes the place of libc's for the storage code linked in): with
+ * no_xattrs set, a file system without user xattrs (records go to sidecar files, as on NFS). */
+static int no_xattrs;
+int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags) {
+    if (no_xattrs) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    return (int)syscall(SYS_fsetxattr, fd, name, value, size, flags);
+}
 
 static void rm_rf(const char *path) {
     char cmd[256];
@@ -304,6 +316,41 @@ TEST(record_sweep_leaves_young_records)
     rm_rf(root);
 }
 
+/* Without xattrs, a record is a sidecar written just before its file's link. Another server
+ * publishing the same slot meanwhile finds that young record without a file: it must not take
+ * it for a crash's leftover (dropping it, then its own on losing the link, would leave the
+ * first server's acknowledged file without a record: never served). Busy (409) while young;
+ * an old one is a leftover and goes. */
+TEST(a_young_record_of_another_publish_is_left_alone)
+{
+    fresh_root();
+    hu_storage s;
+    CHECK_INT(hu_storage_open(root, 1, &s), 0);
+    no_xattrs = 1;
+    char key[HU_STORAGE_KEY_LEN + 1], rel[160], buf[256];
+    hu_storage_key("c/race.bin", 10, key);
+    snprintf(rel, sizeof rel, "state/meta/%s", key);
+    put_file(rel, "the other server's record");
+    CHECK_INT(publish(&s, "c/race.bin", "mine", "image/jpeg"), -EBUSY);
+    read_back(rel, buf, sizeof buf);
+    CHECK_STR(buf, "the other server's record");
+    snprintf(rel, sizeof rel, "files/%.2s/%s", key, key);
+    CHECK(!exists(rel));
+    /* left alone for long: a crash's, replaced */
+    struct timespec long_ago[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
+    CHECK_INT(utimensat(s.metafd, key, long_ago, 0), 0);
+    CHECK_INT(publish(&s, "c/race.bin", "mine", "image/jpeg"), 0);
+    int fd;
+    struct stat st;
+    hu_file_meta m;
+    CHECK_INT(hu_storage_open_file(&s, "c/race.bin", 10, &fd, &st, &m), 0);
+    close(fd);
+    CHECK_STR(m.path, "c/race.bin");
+    no_xattrs = 0;
+    hu_storage_close(&s);
+    rm_rf(root);
+}
+
 /* Layout 1, as today's main leaves it, with everything an operator may have put there. */
 TEST(migration_moves_only_what_is_ours)
 {
@@ -474,6 +521,7 @@ TEST_MAIN({
     RUN(served_tree_is_an_allow_list);
     RUN(sweep_touches_only_our_names);
     RUN(record_sweep_leaves_young_records);
+    RUN(a_young_record_of_another_publish_is_left_alone);
     RUN(locked_partial_is_left_to_its_writer);
     RUN(migration_moves_only_what_is_ours);
     RUN(migration_uses_the_ledger_as_proof);
