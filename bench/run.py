@@ -731,7 +731,7 @@ def main():
     big = 128 * MIB if smoke else GIB
     # a full run took 46 min with 20 s per wrk run (this VM shared with another benchmark):
     # 15 s per run keeps it near 40 min; the medians of interleaved runs matter more
-    secs = 2 if smoke else 15
+    secs = 1 if smoke else 15
     rounds = 1 if smoke else 2
     conns = 16 if smoke else 64
     small = 64 * KIB
