@@ -103,6 +103,16 @@ static int publish(hu_storage *s, const char *path, const char *body, const char
     return rc == 0 ? hu_storage_publish(s, key, fd, named, &m, 1) : rc;
 }
 
+/* Opens the served file of path as a GET would, keeps its record (and stat), closes it. */
+static int served(hu_storage *s, const char *path, hu_file_meta *m, struct stat *st) {
+    int fd;
+    struct stat unused;
+    int rc = hu_storage_open_file(s, path, strlen(path), &fd, st ? st : &unused, m);
+    if (rc == 0)
+        close(fd);
+    return rc;
+}
+
 TEST(record_round_trip_any_name)
 {
     char buf[HU_META_MAX_BYTES];
@@ -160,8 +170,7 @@ TEST(served_tree_is_an_allow_list)
     int fd;
     struct stat st;
     hu_file_meta m;
-    CHECK_INT(hu_storage_open_file(&s, "slot/photo.jpg", 14, &fd, &st, &m), 0);
-    close(fd);
+    CHECK_INT(served(&s, "slot/photo.jpg", &m, &st), 0);
     CHECK_INT(st.st_size, 5);
     CHECK_STR(m.type, "image/jpeg");
     CHECK_STR(m.path, "slot/photo.jpg");
@@ -340,11 +349,8 @@ TEST(a_young_record_of_another_publish_is_left_alone)
     struct timespec long_ago[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
     CHECK_INT(utimensat(s.metafd, key, long_ago, 0), 0);
     CHECK_INT(publish(&s, "c/race.bin", "mine", "image/jpeg"), 0);
-    int fd;
-    struct stat st;
     hu_file_meta m;
-    CHECK_INT(hu_storage_open_file(&s, "c/race.bin", 10, &fd, &st, &m), 0);
-    close(fd);
+    CHECK_INT(served(&s, "c/race.bin", &m, NULL), 0);
     CHECK_STR(m.path, "c/race.bin");
     no_xattrs = 0;
     hu_storage_close(&s);
@@ -393,12 +399,8 @@ TEST(migration_moves_only_what_is_ours)
     hu_migrate_report_line(&r, line, sizeof line);
     CHECK(strstr(line, "1 published file(s) moved") && strstr(line, "untouched"));
     /* ours: served at its URL with its recorded type */
-    int fd;
-    struct stat st;
     hu_file_meta m;
-    const char *p = "6f1c0e5a-1111-4111-8111-111111111111/photo.jpg";
-    CHECK_INT(hu_storage_open_file(&s, p, strlen(p), &fd, &st, &m), 0);
-    close(fd);
+    CHECK_INT(served(&s, "6f1c0e5a-1111-4111-8111-111111111111/photo.jpg", &m, NULL), 0);
     CHECK_STR(m.type, "image/png");
     CHECK_STR(m.user, "alice@x");
     CHECK(!exists("6f1c0e5a-1111-4111-8111-111111111111"));
@@ -450,11 +452,8 @@ TEST(migration_uses_the_ledger_as_proof)
     hu_migrate_report r;
     CHECK_INT(hu_storage_migrate(&s, known, NULL, &r), 0);
     CHECK_INT(r.files, 1);
-    int fd;
-    struct stat st;
     hu_file_meta m;
-    CHECK_INT(hu_storage_open_file(&s, "slot/no-meta.pdf", 16, &fd, &st, &m), 0);
-    close(fd);
+    CHECK_INT(served(&s, "slot/no-meta.pdf", &m, NULL), 0);
     CHECK_STR(m.type, "application/pdf");
     CHECK(exists("slot/unknown.pdf"));
     hu_storage_close(&s);
@@ -484,11 +483,8 @@ TEST(migration_asks_the_ledger)
     hu_migrate_report r;
     CHECK_INT(hu_storage_migrate(&s, hu_migrate_known_in_ledger, l, &r), 0);
     CHECK_INT(r.files, 1);
-    int fd;
-    struct stat st;
     hu_file_meta m;
-    CHECK_INT(hu_storage_open_file(&s, "slot/row.pdf", 12, &fd, &st, &m), 0);
-    close(fd);
+    CHECK_INT(served(&s, "slot/row.pdf", &m, NULL), 0);
     CHECK_STR(m.type, "application/pdf");
     CHECK_STR(m.user, "carol@x");
     CHECK_STR(m.scheme, "v1");
