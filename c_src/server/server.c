@@ -213,6 +213,7 @@ int hu_server_start(hu_server *srv, uv_loop_t *loop, const char *config_path, co
     memset(srv, 0, sizeof *srv);
     srv->listen_fd = srv->metrics_fd = -1;
     srv->loop = loop;
+    srv->cores = uv_available_parallelism();
     srv->config_path = config_path;
     srv->host = host;
     int rc = hu_settings_load(config_path, host, &srv->settings, err, sizeof err);

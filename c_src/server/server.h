@@ -45,6 +45,8 @@ typedef struct hu_server {
     int access_log_owned;
     hu_conn *conns; /* doubly linked, for draining */
     size_t n_conns;
+    unsigned streaming_uploads; /* PUT bodies taken piece by piece now (upload.c) */
+    unsigned cores;             /* uv_available_parallelism() at start */
     int draining;
     int exit_code;
     char scratch[64 * 1024]; /* where lingering connections discard input (one loop thread) */

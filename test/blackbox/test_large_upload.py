@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """A 1 GiB upload through curl: completes, stays in bounded memory, and reads back intact
 (release binary only: ASan's shadow memory makes RSS meaningless). A PUT's pieces are written
-by one job each while a hash job reads back what was written: the recorded sha256 of a
-many-piece upload is right, and a connection cut while both run leaves what a cut always
-leaves."""
+by one job each while a hash job reads back what was written (or, with at least as many
+uploads streaming as cores, each piece's job hashes it from memory): the recorded sha256 of
+a many-piece upload is right, alone and beside others, and a connection cut while both run
+leaves what a cut always leaves."""
 
 import hashlib
 import os
@@ -54,29 +55,77 @@ def send_part(srv, url, size, body):
         time.sleep(0.05)
 
 
+def put_in_bursts(srv, s, body, n=1, split=0, at_split=None, pause=0):
+    """A PUT of body in uneven bursts over a raw socket (the burst sizes start at n): pieces
+    of every size the connection hands over (the first after the head, full buffers, the
+    short last one). After the first split bytes, at_split() is called; the bursts after it
+    come pause seconds apart. Returns the response's status line."""
+    with socket.create_connection(("127.0.0.1", srv.port)) as c:
+        c.sendall(f"PUT {target(srv, s.put_url)} HTTP/1.1\r\nHost: x\r\n"
+                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+        i = 0
+        while i < len(body):
+            if i >= split and at_split is not None:
+                at_split()
+                at_split = None
+            if i >= split and pause:
+                time.sleep(pause)
+            c.sendall(body[i:i + n])
+            i += n
+            n = n * 7 % 400009 + 1
+        got = b""
+        while (b := c.recv(65536)):
+            got += b
+    return got.split(b"\r\n", 1)[0]
+
+
+def assert_stored(srv, s, body):
+    digest = hashlib.sha256(body).hexdigest()
+    eq(recorded_sha256(srv, s.path), digest, "recorded sha256")
+    eq(sha256_file(srv.published_path(s.path)), digest, "sha256 on disk")
+    eq(hashlib.sha256(curl(s.get_url).body).hexdigest(), digest, "GET")
+
+
 @test
 def many_pieces_recorded_with_their_sha256():
-    """Uneven bursts over a raw socket, the body 5 MiB and a bit: pieces of every size the
-    connection hands over (the first after the head, full buffers, the short last one)."""
+    """One upload alone, the body 5 MiB and a bit: its hash job reads back what was written."""
     with UploadServer() as srv:
         body = os.urandom((5 << 20) + 777)
         s = srv.slot(len(body), filename="pieces.bin", ctype="application/octet-stream")
-        with socket.create_connection(("127.0.0.1", srv.port)) as c:
-            c.sendall(f"PUT {target(srv, s.put_url)} HTTP/1.1\r\nHost: x\r\n"
-                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
-            i, n = 0, 1
-            while i < len(body):
-                c.sendall(body[i:i + n])
-                i += n
-                n = n * 7 % 400009 + 1
-            got = b""
-            while (b := c.recv(65536)):
-                got += b
-        eq(got.split(b"\r\n", 1)[0], b"HTTP/1.1 201 Created", "PUT")
-        digest = hashlib.sha256(body).hexdigest()
-        eq(recorded_sha256(srv, s.path), digest, "recorded sha256")
-        eq(sha256_file(srv.published_path(s.path)), digest, "sha256 on disk")
-        eq(hashlib.sha256(curl(s.get_url).body).hexdigest(), digest, "GET")
+        eq(put_in_bursts(srv, s, body), b"HTTP/1.1 201 Created", "PUT")
+        assert_stored(srv, s, body)
+        srv.assert_clean_exit()
+
+
+@test
+def side_by_side_uploads_recorded_with_their_sha256():
+    """Six uploads at once, bursts of their own sizes: the first streams 2 MiB alone (its hash
+    job reads them back), then the others start and all six stream side by side (each piece
+    hashed by its own job once the hash has caught up), and every recorded sha256 is right."""
+    with UploadServer() as srv:
+        jobs = []
+        for k in range(6):
+            body = os.urandom((3 << 20) + 1000 * k + 1)
+            s = srv.slot(len(body), filename=f"side{k}.bin", ctype="application/octet-stream")
+            jobs.append((s, body, {}))
+        first_alone = threading.Event()
+        together = threading.Barrier(len(jobs), timeout=60)
+
+        def one(k, s, body, out):
+            if k > 0:
+                first_alone.wait(60)
+            split = 2 << 20 if k == 0 else 0
+            out["status"] = put_in_bursts(
+                srv, s, body, n=1 + 50021 * k, split=split, pause=0.01,
+                at_split=lambda: (first_alone.set(), together.wait()))
+        threads = [threading.Thread(target=one, args=(k,) + j) for k, j in enumerate(jobs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for s, body, out in jobs:
+            eq(out.get("status"), b"HTTP/1.1 201 Created", "PUT " + s.path)
+            assert_stored(srv, s, body)
         srv.assert_clean_exit()
 
 
