@@ -467,8 +467,17 @@ static int link_published(const hu_storage *s, const char *key, int fd, int name
     }
 }
 
+/* The shard directory of key, synced: its new name durable. Each upload syncs its own, on
+ * its own pool thread: concurrent directory fsyncs overlap in the device (and its flushes
+ * merge), where one thread syncing a group's shards one after the other made every upload
+ * wait for the whole chain (4 KiB PUTs at 64 connections: 4,150 -> 5,170/s). */
+static int sync_shard(const hu_storage *s, const char *key) {
+    char shard[3] = {key[0], key[1], '\0'};
+    return s->do_fsync ? fsync_dir_at(s->filesfd, shard) : 0;
+}
+
 int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named,
-                       const hu_file_meta *m, int sync_dir) {
+                       const hu_file_meta *m) {
     int flags = HU_META_EXCL | (s->do_fsync ? HU_META_FSYNC : 0);
     /* The record first: on the inode (or as a sidecar) before the file has a public name. */
     int rc = hu_meta_put(fd, s->metafd, key, m, flags);
@@ -492,8 +501,8 @@ int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named,
         rc = link_published(s, key, fd, named);
     if (rc < 0 && sidecar)
         hu_meta_drop(s->metafd, key);
-    if (rc == 0 && sync_dir)
-        rc = hu_storage_sync_shards(s, &key, 1);
+    if (rc == 0 && (rc = sync_shard(s, key)) < 0)
+        hu_storage_unpublish(s, key); /* a name that may not survive a crash: not kept */
     /* the partial name and any resumption state go, before fd's lock: nobody takes the
      * partial of a published upload for a resumable one */
     if (named || rc < 0)
@@ -501,26 +510,6 @@ int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named,
     else
         close(fd);
     return rc;
-}
-
-int hu_storage_sync_shards(const hu_storage *s, const char *const *keys, size_t n) {
-    if (!s->do_fsync)
-        return 0;
-    /* 256 shards: a bitmap says which were synced already */
-    uint8_t seen[32] = {0};
-    for (size_t i = 0; i < n; i++) {
-        uint8_t v;
-        char shard[3] = {keys[i][0], keys[i][1], '\0'};
-        if (hu_hex_decode(shard, 2, &v, 1) < 0)
-            return -EINVAL;
-        if (seen[v / 8] & (1u << (v % 8)))
-            continue;
-        seen[v / 8] |= (uint8_t)(1u << (v % 8));
-        int rc = fsync_dir_at(s->filesfd, shard);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
 }
 
 void hu_storage_abort(const hu_storage *s, const char *key, int fd) { drop_partial(s, key, fd); }

@@ -130,18 +130,13 @@ int hu_storage_write(int fd, const char *buf, size_t len, uint64_t off);
 #define HU_STORAGE_RECORD_SETTLE_S 600
 
 /* Makes the upload file (open as fd, fully written; named or anonymous) the published file
- * with record m (m->path is P; key must be its key). Closes fd (its lock goes after the
- * partial name). On failure the partial file is
- * removed and nothing is visible; -EEXIST when key was published meanwhile, -EBUSY when
- * another server is publishing it (its sidecar record is there, its file not yet). With sync_dir 0
- * the new name is not yet durable: the caller syncs its shard (hu_storage_sync_shards, shared
- * by a group of uploads) before it acknowledges the upload. */
+ * with record m (m->path is P; key must be its key), durable with its name (file, then its
+ * shard directory, when fsync is on). Closes fd (its lock goes after the partial name). On
+ * failure the partial file is removed and nothing is visible (a name whose directory could
+ * not be synced is taken back); -EEXIST when key was published meanwhile, -EBUSY when
+ * another server is publishing it (its sidecar record is there, its file not yet). */
 int hu_storage_publish(const hu_storage *s, const char *key, int fd, int named,
-                       const hu_file_meta *m, int sync_dir);
-
-/* Makes the names published under keys durable: one fsync per distinct shard directory
- * (nothing when fsync is off). */
-int hu_storage_sync_shards(const hu_storage *s, const char *const *keys, size_t n);
+                       const hu_file_meta *m);
 
 /* Drops an upload: unlinks the partial file of key and its state, then closes fd. With fd
  * (the upload's own file) only when that file has the name; without (-1) only when no

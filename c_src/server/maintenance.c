@@ -21,8 +21,8 @@
  * leftover only once it has been left alone for longer than any live server leaves one:
  * - a published file's ledger commit comes within one publish step and one group commit of
  *   its last write: the step reads the file back (a tus upload's hash), fsyncs it, probes the
- *   media, writes the record and links; the commit waits for the one in flight, then syncs
- *   its shard directories and runs one transaction, whose statements the ledger bounds
+ *   media, writes the record, links and syncs the shard directory; the commit waits for the
+ *   one in flight, then runs one transaction, whose statements the ledger bounds
  *   (SQLite's busy timeout 5 s, PostgreSQL's lock_timeout 5 s and statement_timeout 10 s, a
  *   lost connection fails at once); a commit that fails takes the file back. Well under a
  *   minute, plus the file's size at a pessimistic disk or NFS rate;

@@ -45,19 +45,16 @@ void hu_server_ledger_close(hu_server_ledger *sl) {
  * The queue, the running flag and the callbacks belong to the loop thread; only the commit
  * itself (the group taken off the queue) runs on the thread pool, one group at a time. */
 
-/* On the pool: the shard directories, then one ledger transaction, each completion with its
- * own result; the files of those that failed are taken back. */
+/* On the pool: one ledger transaction, each completion with its own result; the files of
+ * those that failed are taken back. */
 static void commit_job(uv_work_t *w) {
     hu_server_ledger *sl = w->data;
-    const char *keys[HU_GROUP_MAX] = {0};
     hu_completion cs[HU_GROUP_MAX];
     size_t n = 0;
-    for (hu_server_record *r = sl->group; r != NULL; r = r->next, n++) {
-        keys[n] = r->key;
+    for (hu_server_record *r = sl->group; r != NULL; r = r->next, n++)
         cs[n] = r->c;
-    }
-    int rc = hu_storage_sync_shards(sl->storage, keys, n);
-    if (rc == 0 && sl->ledger != NULL) {
+    int rc = 0;
+    if (sl->ledger != NULL) {
         uv_mutex_lock(&sl->lock);
         rc = hu_ledger_complete(sl->ledger, cs, n, (int64_t)time(NULL));
         if (rc < 0)

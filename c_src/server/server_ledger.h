@@ -41,14 +41,13 @@ typedef struct {
 int hu_server_ledger_open(hu_server_ledger *sl, const char *path, char *err, size_t errlen);
 void hu_server_ledger_close(hu_server_ledger *sl);
 
-/* The upload's file is durable and linked under r->key: make its name durable and record
- * r->c (dropping its reservation; claiming it first when r->c.claim is set), then call
+/* The upload's file is durable and linked under r->key, its name durable: record r->c
+ * (dropping its reservation; claiming it first when r->c.claim is set), then call
  * r->cb(r->arg, rc) on the loop thread: 0 means the upload may be acknowledged; otherwise the
  * file was taken back (unpublished): -EDQUOT the claim was refused, -ESTALE the reservation
  * changed since its retention was read (try again), or the ledger's or the disk's error.
  * Group commit: completions that arrive while a commit runs (on the thread pool) wait for
- * the next one, which syncs their shard directories once each and records them all in one
- * ledger transaction (the window is the length of one commit: no timer, no added latency
+ * the next one, which records them all in one ledger transaction (the window is the length of one commit: no timer, no added latency
  * when idle); no thread waits meanwhile. From the loop thread; st is the storage of every
  * completion of sl. */
 void hu_server_ledger_record(hu_server_ledger *sl, uv_loop_t *loop, const hu_storage *st,

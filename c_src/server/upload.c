@@ -299,12 +299,12 @@ static void recorded(void *arg, int rc) {
     u->after_record(u, u->job_status);
 }
 
-/* After a job (on the loop thread): when it published the file, the published name made
- * durable and the stored-file row recorded by the next group commit, shared with the uploads
- * completing at the same time, before anything goes on; then (or at once, for any other job)
- * then(u, status). The job counts as running until then: nothing frees u meanwhile. */
+/* After a job (on the loop thread): when it published the file (durable, with its name), the
+ * stored-file row recorded by the next group commit, shared with the uploads completing at
+ * the same time, before anything goes on; then (or at once, for any other job, or without a
+ * ledger) then(u, status). The job counts as running until then: nothing frees u meanwhile. */
 static void record_then(hu_upload *u, int status, void (*then)(hu_upload *u, int status)) {
-    if (!u->published || u->record.cb != NULL) {
+    if (!u->published || u->record.cb != NULL || u->conn->set->ledger.ledger == NULL) {
         then(u, status);
         return;
     }
@@ -353,7 +353,7 @@ static void publish_job(uv_work_t *w) {
         hu_upload_thumb thumb;
         hu_upload_media_probe(cfg, u->fd, m->size, m, &thumb);
         uint64_t t0 = uv_hrtime();
-        u->err = hu_storage_publish(storage_of(u), u->key, u->fd, u->named, m, 0);
+        u->err = hu_storage_publish(storage_of(u), u->key, u->fd, u->named, m);
         if (storage_of(u)->do_fsync)
             hu_metrics_fsync(u->conn->srv->metrics, uv_hrtime() - t0);
         u->published = u->err == 0;

@@ -14,7 +14,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import UploadServer, curl, eq, keys, main, put, test  # noqa: E402
+from harness import (UploadServer, curl, eq, keys, main, published_key, put,  # noqa: E402
+                     test)
 
 
 def db(srv):
@@ -196,28 +197,86 @@ def kill_9_during_group_commits_loses_no_acknowledged_upload():
         srv.assert_clean_exit()
 
 
+def answered_at(lines):
+    """The index of the line that sent the 201 in an `strace -f -y` log of one upload."""
+    answered = next((i for i, l in enumerate(lines) if "201 Created" in l), None)
+    assert answered is not None, "no 201 in the trace:\n" + "\n".join(lines[-20:])
+    return answered
+
+
+def completed_at(lines, i, end):
+    """Where the syscall of lines[i] completed (strace splits one that another thread
+    interrupts into "<unfinished ...>" and "<... resumed>"), or None if not before end."""
+    if "<unfinished ...>" not in lines[i]:
+        return i
+    m = re.match(r"(\d+) +(\w+)\(", lines[i])
+    done = f"{m.group(1)} <... {m.group(2)} resumed>"
+    return next((j for j in range(i + 1, end) if lines[j].startswith(done)), None)
+
+
 def syncs_before_201(log):
     """From an `strace -f -y` log of one upload: whether the ledger's WAL was written, and
     whether every WAL write before the 201 was followed by a completed fsync or fdatasync of
     the WAL before the 201 went out."""
     lines = open(log).read().splitlines()
-    answered = next((i for i, l in enumerate(lines) if "201 Created" in l), None)
-    assert answered is not None, "no 201 in the trace:\n" + "\n".join(lines[-20:])
+    answered = answered_at(lines)
     wal = [i for i, l in enumerate(lines[:answered])
            if "-wal>" in l and ("pwrite64(" in l or " write(" in l)]
     if not wal:
         return False, False
     for i in range(wal[-1] + 1, answered):
-        l = lines[i]
-        m = re.match(r"(\d+) +(fsync|fdatasync)\(\d+<[^>]*-wal>", l)
-        if not m:
-            continue
-        if "<unfinished ...>" not in l:
-            return True, True
-        done = f"{m.group(1)} <... {m.group(2)} resumed>"
-        if any(x.startswith(done) for x in lines[i + 1:answered]):
+        if re.match(r"\d+ +(fsync|fdatasync)\(\d+<[^>]*-wal>", lines[i]) \
+                and completed_at(lines, i, answered) is not None:
             return True, True
     return True, False
+
+
+def name_synced_before_row(log, key):
+    """From an `strace -f -y` log of one upload published under key: whether the file was
+    fsynced before its link into files/<shard>/, and whether its shard directory's fsync
+    completed after the link and before the ledger's row was written (and so before the 201)."""
+    lines = open(log).read().splitlines()
+    answered = answered_at(lines)
+    shard = f"/files/{key[:2]}"
+    link = next((i for i, l in enumerate(lines[:answered])
+                 if re.match(r"\d+ +linkat\(", l) and f'"{key[:2]}/{key}"' in l and "= 0" in l), None)
+    assert link is not None, "no link of the upload in the trace:\n" + "\n".join(lines[:answered])
+    file_synced = any(re.match(r"\d+ +(fsync|fdatasync)\(\d+<[^>]*/state/partial/", lines[i])
+                      and (completed_at(lines, i, link) or link) < link for i in range(link))
+    row = next((i for i, l in enumerate(lines[:answered]) if "-wal>" in l
+                and ("pwrite64(" in l or " write(" in l)), answered)
+    dir_synced = any(re.match(rf"\d+ +fsync\(\d+<[^>]*{shard}>", lines[i])
+                     and completed_at(lines, i, row) is not None for i in range(link + 1, row))
+    return file_synced, dir_synced
+
+
+def traced_upload(srv, body, syscalls):
+    """Uploads body with the server's threads under `strace -f -y -e trace=syscalls` and
+    returns the slot and the log's path."""
+    assert shutil.which("strace"), "strace is not installed (make deps installs it)"
+    put(srv.slot(10).put_url, b"w" * 10)  # the WAL exists, the pool threads run
+    log = os.path.join(srv.dir, "strace.log")
+    task = f"/proc/{srv.proc.pid}/task"
+    tids = os.listdir(task)
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-y", "-o", log, "-e", "trace=" + syscalls]
+                              + [a for t in tids for a in ("-p", t)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def traced(t):
+            status = open(f"{task}/{t}/status").read()
+            return re.search(r"^TracerPid:\s+([1-9]\d*)$", status, re.M) is not None
+        deadline = time.monotonic() + 20
+        while not all(traced(t) for t in tids):
+            assert tracer.poll() is None, f"strace: {tracer.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "strace did not attach to every thread"
+            time.sleep(0.05)
+        slot = srv.slot(len(body))
+        eq(put(slot.put_url, body).status, 201, "PUT")
+        time.sleep(0.3)
+    finally:
+        tracer.terminate()
+        tracer.wait(10)
+    return slot, log
 
 
 @test
@@ -226,32 +285,23 @@ def a_201_comes_after_the_ledger_row_is_synced():
     disk (the WAL synced, as PostgreSQL's synchronous_commit does) before the answer, so a
     power cut after it cannot leave a file the ledger forgot (its quota uncounted, its expiry
     never run). A process crash alone would not show it: the WAL is in the page cache."""
-    assert shutil.which("strace"), "strace is not installed (make deps installs it)"
     with UploadServer() as srv:
-        put(srv.slot(10).put_url, b"w" * 10)  # the WAL exists, the pool threads run
-        log = os.path.join(srv.dir, "strace.log")
-        task = f"/proc/{srv.proc.pid}/task"
-        tids = os.listdir(task)
-        tracer = subprocess.Popen(["strace", "-f", "-qq", "-y", "-o", log,
-                                   "-e", "trace=pwrite64,write,fsync,fdatasync,sendmsg,writev,sendto"]
-                                  + [a for t in tids for a in ("-p", t)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            def traced(t):
-                status = open(f"{task}/{t}/status").read()
-                return re.search(r"^TracerPid:\s+([1-9]\d*)$", status, re.M) is not None
-            deadline = time.monotonic() + 20
-            while not all(traced(t) for t in tids):
-                assert tracer.poll() is None, f"strace: {tracer.stderr.read().decode()}"
-                assert time.monotonic() < deadline, "strace did not attach to every thread"
-                time.sleep(0.05)
-            body = os.urandom(3000)
-            eq(put(srv.slot(len(body)).put_url, body).status, 201, "PUT")
-            time.sleep(0.3)
-        finally:
-            tracer.terminate()
-            tracer.wait(10)
+        _, log = traced_upload(srv, os.urandom(3000),
+                               "pwrite64,write,fsync,fdatasync,sendmsg,writev,sendto")
         eq(syncs_before_201(log), (True, True), "(WAL written, WAL synced before the 201)")
+        srv.assert_clean_exit()
+
+
+@test
+def a_201_comes_after_the_file_and_its_name_are_synced():
+    """A 201 means the file survives a power cut with its name: its bytes synced before its
+    link, its shard directory synced after the link, both before the ledger's row is written
+    (a row never names a file that a power cut could take away) and so before the answer."""
+    with UploadServer() as srv:
+        slot, log = traced_upload(srv, os.urandom(3000),
+                                  "pwrite64,write,fsync,fdatasync,linkat,sendmsg,writev,sendto")
+        eq(name_synced_before_row(log, published_key(slot.path)), (True, True),
+           "(file synced before its link, its directory after it and before the row)")
         srv.assert_clean_exit()
 
 

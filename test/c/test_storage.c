@@ -29,6 +29,17 @@ int fsetxattr(int fd, const char *name, const void *value, size_t size, int flag
     return (int)syscall(SYS_fsetxattr, fd, name, value, size, flags);
 }
 
+/* And its fsync: with dir_fsync_fails set, a directory's fails (EIO), as on a failing disk. */
+static int dir_fsync_fails;
+int fsync(int fd) {
+    struct stat st;
+    if (dir_fsync_fails && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        errno = EIO;
+        return -1;
+    }
+    return (int)syscall(SYS_fsync, fd);
+}
+
 static void rm_rf(const char *path) {
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
@@ -57,6 +68,20 @@ static int exists(const char *rel) {
     struct stat st;
     snprintf(path, sizeof path, "%s/%s", root, rel);
     return lstat(path, &st) == 0;
+}
+
+/* How many entries (besides . and ..) the directory rel holds; -1 when it cannot be read. */
+static int entries(const char *rel) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
 }
 
 static void read_back(const char *rel, char *out, size_t cap) {
@@ -100,7 +125,7 @@ static int publish(hu_storage *s, const char *path, const char *body, const char
     if (rc == 0)
         rc = hu_storage_write(fd, body, strlen(body), 0);
     hu_file_meta m = meta_for(path, type);
-    return rc == 0 ? hu_storage_publish(s, key, fd, named, &m, 1) : rc;
+    return rc == 0 ? hu_storage_publish(s, key, fd, named, &m) : rc;
 }
 
 /* Opens the served file of path as a GET would, keeps its record (and stat), closes it. */
@@ -357,6 +382,32 @@ TEST(a_young_record_of_another_publish_is_left_alone)
     rm_rf(root);
 }
 
+/* Linked, but its directory not synced: the name may not survive a power cut, so the upload
+ * is not acknowledged and nothing of it stays (no file, record or partial). */
+TEST(a_name_whose_directory_cannot_be_synced_is_taken_back)
+{
+    fresh_root();
+    hu_storage s;
+    CHECK_INT(hu_storage_open(root, 1, &s), 0);
+    char key[HU_STORAGE_KEY_LEN + 1], rel[160];
+    hu_storage_key("d/name.bin", 10, key);
+    snprintf(rel, sizeof rel, "files/%.2s", key);
+    CHECK_INT(mkdirat(s.dirfd, rel, 0750), 0); /* the shard is there: the link succeeds */
+    dir_fsync_fails = 1;
+    CHECK_INT(publish(&s, "d/name.bin", "unsynced", "text/plain"), -EIO);
+    dir_fsync_fails = 0;
+    hu_file_meta m;
+    CHECK_INT(served(&s, "d/name.bin", &m, NULL), -ENOENT);
+    snprintf(rel, sizeof rel, "files/%.2s/%s", key, key);
+    CHECK(!exists(rel));
+    CHECK_INT(entries("state/partial"), 0);
+    /* and with the disk well again, the same slot publishes */
+    CHECK_INT(publish(&s, "d/name.bin", "synced", "text/plain"), 0);
+    CHECK(exists(rel));
+    hu_storage_close(&s);
+    rm_rf(root);
+}
+
 /* Layout 1, as today's main leaves it, with everything an operator may have put there. */
 TEST(migration_moves_only_what_is_ours)
 {
@@ -518,6 +569,7 @@ TEST_MAIN({
     RUN(sweep_touches_only_our_names);
     RUN(record_sweep_leaves_young_records);
     RUN(a_young_record_of_another_publish_is_left_alone);
+    RUN(a_name_whose_directory_cannot_be_synced_is_taken_back);
     RUN(locked_partial_is_left_to_its_writer);
     RUN(migration_moves_only_what_is_ours);
     RUN(migration_uses_the_ledger_as_proof);
