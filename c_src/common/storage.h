@@ -40,6 +40,10 @@ typedef struct {
     int metafd;  /* state/meta */
     int thumbfd; /* state/thumbs */
     int do_fsync;
+    /* 256 bits: the shards whose own entry in files/ this process has synced (or made and
+     * synced), so an upload's name never rests on a shard directory another thread or
+     * server has just made and not yet synced */
+    uint8_t *synced_shards;
 } hu_storage;
 
 /* Opens storage_dir, creating it and the layout's directories if needed (mode 0750). Does not

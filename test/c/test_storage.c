@@ -29,16 +29,32 @@ int fsetxattr(int fd, const char *name, const void *value, size_t size, int flag
     return (int)syscall(SYS_fsetxattr, fd, name, value, size, flags);
 }
 
-/* And its fsync: with dir_fsync_fails set, a directory's fails (EIO), as on a failing disk. */
-static int dir_fsync_fails;
+/* And its fsync: the fsyncs of one watched file or directory are counted (fsync_count), or
+ * fail (EIO) with fsync_fails set, as on a failing disk. */
+static struct stat fsync_watched;
+static int fsync_watching, fsync_fails, fsync_count;
 int fsync(int fd) {
     struct stat st;
-    if (dir_fsync_fails && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        errno = EIO;
-        return -1;
+    if (fsync_watching && fstat(fd, &st) == 0 && st.st_dev == fsync_watched.st_dev &&
+        st.st_ino == fsync_watched.st_ino) {
+        if (fsync_fails) {
+            errno = EIO;
+            return -1;
+        }
+        fsync_count++;
     }
     return (int)syscall(SYS_fsync, fd);
 }
+
+static void watch_fsync(const char *rel, int fails) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    fsync_watching = stat(path, &fsync_watched) == 0;
+    fsync_fails = fails;
+    fsync_count = 0;
+}
+
+static void unwatch_fsync(void) { fsync_watching = fsync_fails = 0; }
 
 static void rm_rf(const char *path) {
     char cmd[256];
@@ -393,9 +409,10 @@ TEST(a_name_whose_directory_cannot_be_synced_is_taken_back)
     hu_storage_key("d/name.bin", 10, key);
     snprintf(rel, sizeof rel, "files/%.2s", key);
     CHECK_INT(mkdirat(s.dirfd, rel, 0750), 0); /* the shard is there: the link succeeds */
-    dir_fsync_fails = 1;
+    watch_fsync(rel, 1);
+    CHECK(fsync_watching);
     CHECK_INT(publish(&s, "d/name.bin", "unsynced", "text/plain"), -EIO);
-    dir_fsync_fails = 0;
+    unwatch_fsync();
     hu_file_meta m;
     CHECK_INT(served(&s, "d/name.bin", &m, NULL), -ENOENT);
     snprintf(rel, sizeof rel, "files/%.2s/%s", key, key);
@@ -404,6 +421,33 @@ TEST(a_name_whose_directory_cannot_be_synced_is_taken_back)
     /* and with the disk well again, the same slot publishes */
     CHECK_INT(publish(&s, "d/name.bin", "synced", "text/plain"), 0);
     CHECK(exists(rel));
+    hu_storage_close(&s);
+    rm_rf(root);
+}
+
+/* A shard directory another server (or thread) has just made, its entry in files/ maybe not
+ * yet durable: the first name published in it waits for files/ to be synced too (once per
+ * shard), else a power cut could take the shard, and the acknowledged file with it. */
+TEST(a_name_rests_on_a_synced_shard_entry)
+{
+    fresh_root();
+    hu_storage s;
+    CHECK_INT(hu_storage_open(root, 1, &s), 0);
+    char key[HU_STORAGE_KEY_LEN + 1], other[HU_STORAGE_KEY_LEN + 1], path[32], rel[160];
+    hu_storage_key("e/one.bin", 9, key);
+    snprintf(rel, sizeof rel, "files/%.2s", key);
+    CHECK_INT(mkdirat(s.dirfd, rel, 0750), 0); /* another server's, not synced */
+    int i = 0; /* a second path in the same shard */
+    do
+        hu_storage_key(path, (size_t)snprintf(path, sizeof path, "e/%d.bin", ++i), other);
+    while (memcmp(other, key, 2) != 0);
+    watch_fsync("files", 0);
+    CHECK(fsync_watching);
+    CHECK_INT(publish(&s, "e/one.bin", "first", "text/plain"), 0);
+    CHECK_INT(fsync_count, 1);
+    CHECK_INT(publish(&s, path, "second", "text/plain"), 0);
+    CHECK_INT(fsync_count, 1); /* once per shard */
+    unwatch_fsync();
     hu_storage_close(&s);
     rm_rf(root);
 }
@@ -570,6 +614,7 @@ TEST_MAIN({
     RUN(record_sweep_leaves_young_records);
     RUN(a_young_record_of_another_publish_is_left_alone);
     RUN(a_name_whose_directory_cannot_be_synced_is_taken_back);
+    RUN(a_name_rests_on_a_synced_shard_entry);
     RUN(locked_partial_is_left_to_its_writer);
     RUN(migration_moves_only_what_is_ours);
     RUN(migration_uses_the_ledger_as_proof);
