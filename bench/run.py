@@ -581,7 +581,7 @@ _REGEX = r"re_\w+|build_trtable|regexec\w*|__GI___regexec|regcomp|check_matching
 PARTS = [
     ("media probe (libmagic, image decode)", r"hu_upload_media_probe|hu_media_\w+|magic_\w+|" + _REGEX,
      r"libmagic|libjpeg|libpng|libwebp|libgif|libtiff"),
-    ("fsync dir", r"hu_storage_sync_shards|fsync_dir_at|link_published", None),
+    ("fsync dir", r"sync_shard|fsync_dir_at|link_published", None),
     ("ledger (incl. group-commit wait)",
      r"hu_server_ledger_\w+|commit_group|hu_ledger_\w+|hu__ledger_\w+|sq_\w+|sqlite3\w*|PQ\w+|pq\w+",
      r"libsqlite3|libpq"),
@@ -771,6 +771,7 @@ def main():
                         W[key][s.name] = r
                 finally:
                     s.stop()
+                os.sync()  # as in interleaved(): the next server does not pay this writeback
         os.unlink(src)
         # (2) + (4) 64 KiB PUTs at 64 connections, a fresh slot per upload: ours with the
         # defaults and with each cost switched off, nginx with 2 workers and 1, the built-in

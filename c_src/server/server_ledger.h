@@ -47,8 +47,8 @@ void hu_server_ledger_close(hu_server_ledger *sl);
  * file was taken back (unpublished): -EDQUOT the claim was refused, -ESTALE the reservation
  * changed since its retention was read (try again), or the ledger's or the disk's error.
  * Group commit: completions that arrive while a commit runs (on the thread pool) wait for
- * the next one, which records them all in one ledger transaction (the window is the length of one commit: no timer, no added latency
- * when idle); no thread waits meanwhile. From the loop thread; st is the storage of every
+ * the next one, which records them all in one ledger transaction (the window is the length
+ * of one commit: no timer, no added latency when idle); no thread waits meanwhile. From the loop thread; st is the storage of every
  * completion of sl. */
 void hu_server_ledger_record(hu_server_ledger *sl, uv_loop_t *loop, const hu_storage *st,
                              hu_server_record *r);

@@ -3,7 +3,9 @@
  * put there so far, while the next pieces are received and written. The pieces' buffers go
  * back to the connection as soon as they are written; the hash follows on another core, as
  * far behind as the caller lets it. One job at a time per upload; the bytes are hashed in
- * order: from the file, or from memory for a piece the caller holds (the last one). */
+ * order: from the file, or from memory for a piece the caller holds (the last one, or each
+ * piece when the caller's write job hashes it itself: then no hash job runs, and done and
+ * ctx are that job's until it ends). */
 #ifndef HU_UPLOAD_HASH_H
 #define HU_UPLOAD_HASH_H
 

@@ -135,7 +135,7 @@ def kill_9_mid_upload_leaves_consistent_state():
 @test
 def kill_9_during_group_commits_loses_no_acknowledged_upload():
     """32 clients upload small files as fast as they can (completions share group commits:
-    one ledger transaction and one fsync per shard directory for all that finish together);
+    one ledger transaction for all that finish together);
     kill -9 lands in the middle. After the restart every upload that got its 201 is served with
     its bytes and has its ledger row, no partial file is left, and the ledger lists exactly
     the files on disk (an upload linked but not yet committed is adopted, never half-kept)."""
@@ -238,13 +238,17 @@ def name_synced_before_row(log, key):
     lines = open(log).read().splitlines()
     answered = answered_at(lines)
     shard = f"/files/{key[:2]}"
-    link = next((i for i, l in enumerate(lines[:answered])
-                 if re.match(r"\d+ +linkat\(", l) and f'"{key[:2]}/{key}"' in l and "= 0" in l), None)
+    def linked(i):  # the upload's linkat, where it returned 0 (on its own or resumed line)
+        if not (re.match(r"\d+ +linkat\(", lines[i]) and f'"{key[:2]}/{key}"' in lines[i]):
+            return None
+        j = completed_at(lines, i, answered)
+        return j if j is not None and re.search(r"\) += 0$", lines[j]) else None
+    link = next((j for i in range(answered) if (j := linked(i)) is not None), None)
     assert link is not None, "no link of the upload in the trace:\n" + "\n".join(lines[:answered])
     file_synced = any(re.match(r"\d+ +(fsync|fdatasync)\(\d+<[^>]*/state/partial/", lines[i])
-                      and (completed_at(lines, i, link) or link) < link for i in range(link))
-    row = next((i for i, l in enumerate(lines[:answered]) if "-wal>" in l
-                and ("pwrite64(" in l or " write(" in l)), answered)
+                      and completed_at(lines, i, link) is not None for i in range(link))
+    row = next((i for i in range(link + 1, answered) if "-wal>" in lines[i]
+                and ("pwrite64(" in lines[i] or " write(" in lines[i])), answered)
     dir_synced = any(re.match(rf"\d+ +fsync\(\d+<[^>]*{shard}>", lines[i])
                      and completed_at(lines, i, row) is not None for i in range(link + 1, row))
     return file_synced, dir_synced
