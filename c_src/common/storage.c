@@ -455,15 +455,23 @@ static int fsync_dir_at(int dirfd, const char *rel) {
     return rc;
 }
 
-/* Marks the shard of key as having a durable entry in files/; whether it was marked before. */
-static int shard_synced(const hu_storage *s, const char *key, int mark) {
+/* The byte of s->synced_shards that holds the shard of key, and its bit there. */
+static uint8_t *shard_bit(const hu_storage *s, const char *key, uint8_t *bit) {
     uint8_t v = 0;
-    char hex[2] = {key[0], key[1]};
-    (void)hu_hex_decode(hex, 2, &v, 1); /* a key is hex */
-    uint8_t bit = (uint8_t)(1u << (v % 8));
-    if (mark)
-        return (__atomic_fetch_or(&s->synced_shards[v / 8], bit, __ATOMIC_RELEASE) & bit) != 0;
-    return (__atomic_load_n(&s->synced_shards[v / 8], __ATOMIC_ACQUIRE) & bit) != 0;
+    (void)hu_hex_decode(key, 2, &v, 1); /* a key is hex */
+    *bit = (uint8_t)(1u << (v % 8));
+    return &s->synced_shards[v / 8];
+}
+
+/* Whether the shard of key has a durable entry in files/ (this process synced it). */
+static int shard_synced(const hu_storage *s, const char *key) {
+    uint8_t bit, *b = shard_bit(s, key, &bit);
+    return (__atomic_load_n(b, __ATOMIC_ACQUIRE) & bit) != 0;
+}
+
+static void mark_shard_synced(const hu_storage *s, const char *key) {
+    uint8_t bit, *b = shard_bit(s, key, &bit);
+    __atomic_fetch_or(b, bit, __ATOMIC_RELEASE);
 }
 
 /* link() the upload into files/<k0k1>/<key>, creating the shard directory on first use. */
@@ -479,7 +487,7 @@ static int link_published(const hu_storage *s, const char *key, int fd, int name
             return -errno;
         if (s->do_fsync && fsync(s->filesfd) < 0)
             return -errno;
-        shard_synced(s, key, 1);
+        mark_shard_synced(s, key);
     }
 }
 
@@ -492,10 +500,10 @@ static int link_published(const hu_storage *s, const char *key, int fd, int name
 static int sync_shard(const hu_storage *s, const char *key) {
     if (!s->do_fsync)
         return 0;
-    if (!shard_synced(s, key, 0)) {
+    if (!shard_synced(s, key)) {
         if (fsync(s->filesfd) < 0)
             return -errno;
-        shard_synced(s, key, 1);
+        mark_shard_synced(s, key);
     }
     char shard[3] = {key[0], key[1], '\0'};
     return fsync_dir_at(s->filesfd, shard);

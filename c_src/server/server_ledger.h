@@ -43,13 +43,14 @@ void hu_server_ledger_close(hu_server_ledger *sl);
 
 /* The upload's file is durable and linked under r->key, its name durable: record r->c
  * (dropping its reservation; claiming it first when r->c.claim is set), then call
- * r->cb(r->arg, rc) on the loop thread: 0 means the upload may be acknowledged; otherwise the
+ * r->cb(r->arg, rc) on the loop thread (at once, with 0, without a ledger): 0 means the upload
+ * may be acknowledged; otherwise the
  * file was taken back (unpublished): -EDQUOT the claim was refused, -ESTALE the reservation
  * changed since its retention was read (try again), or the ledger's or the disk's error.
  * Group commit: completions that arrive while a commit runs (on the thread pool) wait for
  * the next one, which records them all in one ledger transaction (the window is the length
- * of one commit: no timer, no added latency when idle); no thread waits meanwhile. From the loop thread; st is the storage of every
- * completion of sl. */
+ * of one commit: no timer, no added latency when idle); no thread waits meanwhile. From the
+ * loop thread; st is the storage of every completion of sl. */
 void hu_server_ledger_record(hu_server_ledger *sl, uv_loop_t *loop, const hu_storage *st,
                              hu_server_record *r);
 

@@ -301,10 +301,10 @@ static void recorded(void *arg, int rc) {
 
 /* After a job (on the loop thread): when it published the file (durable, with its name), the
  * stored-file row recorded by the next group commit, shared with the uploads completing at
- * the same time, before anything goes on; then (or at once, for any other job, or without a
- * ledger) then(u, status). The job counts as running until then: nothing frees u meanwhile. */
+ * the same time, before anything goes on; then (or at once, for any other job)
+ * then(u, status). The job counts as running until then: nothing frees u meanwhile. */
 static void record_then(hu_upload *u, int status, void (*then)(hu_upload *u, int status)) {
-    if (!u->published || u->record.cb != NULL || u->conn->set->ledger.ledger == NULL) {
+    if (!u->published || u->record.cb != NULL) {
         then(u, status);
         return;
     }

@@ -398,6 +398,13 @@ TEST(a_young_record_of_another_publish_is_left_alone)
     rm_rf(root);
 }
 
+/* Makes the shard directory of key as another server would (not synced); rel gets its path
+ * under the storage root. */
+static int make_shard(const hu_storage *s, const char *key, char *rel, size_t cap) {
+    snprintf(rel, cap, "files/%.2s", key);
+    return mkdirat(s->dirfd, rel, 0750);
+}
+
 /* Linked, but its directory not synced: the name may not survive a power cut, so the upload
  * is not acknowledged and nothing of it stays (no file, record or partial). */
 TEST(a_name_whose_directory_cannot_be_synced_is_taken_back)
@@ -407,8 +414,7 @@ TEST(a_name_whose_directory_cannot_be_synced_is_taken_back)
     CHECK_INT(hu_storage_open(root, 1, &s), 0);
     char key[HU_STORAGE_KEY_LEN + 1], rel[160];
     hu_storage_key("d/name.bin", 10, key);
-    snprintf(rel, sizeof rel, "files/%.2s", key);
-    CHECK_INT(mkdirat(s.dirfd, rel, 0750), 0); /* the shard is there: the link succeeds */
+    CHECK_INT(make_shard(&s, key, rel, sizeof rel), 0); /* the link succeeds */
     watch_fsync(rel, 1);
     CHECK(fsync_watching);
     CHECK_INT(publish(&s, "d/name.bin", "unsynced", "text/plain"), -EIO);
@@ -435,8 +441,7 @@ TEST(a_name_rests_on_a_synced_shard_entry)
     CHECK_INT(hu_storage_open(root, 1, &s), 0);
     char key[HU_STORAGE_KEY_LEN + 1], other[HU_STORAGE_KEY_LEN + 1], path[32], rel[160];
     hu_storage_key("e/one.bin", 9, key);
-    snprintf(rel, sizeof rel, "files/%.2s", key);
-    CHECK_INT(mkdirat(s.dirfd, rel, 0750), 0); /* another server's, not synced */
+    CHECK_INT(make_shard(&s, key, rel, sizeof rel), 0);
     int i = 0; /* a second path in the same shard */
     do
         hu_storage_key(path, (size_t)snprintf(path, sizeof path, "e/%d.bin", ++i), other);
