@@ -6,9 +6,10 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "mapped_read.h"
 #include "sha256_md.h"
 
-/* Read-back size: stays in the core's L2 while it is hashed. */
+/* Hashing step (and read-back size): stays in the core's L2 while it is hashed. */
 #define HASH_READ (64 * 1024)
 
 int hu_upload_hash_init(hu_upload_hash *h, int fd, uint64_t base, void *data) {
@@ -31,12 +32,8 @@ void hu_upload_hash_piece(hu_upload_hash *h, const char *p, size_t n) {
     h->done += n;
 }
 
-/* With polite, the thread offers its core between reads: the hash job is background work, and
- * the write job and the loop thread it would keep waiting for a core (the next piece's write
- * cannot start, a finished one is not seen) are what the upload's pace depends on. */
-static void hash_file(hu_upload_hash *h, uint64_t upto, int polite) {
-    if (h->err < 0 || h->done >= upto)
-        return;
+/* The same, copied out with pread, a step at a time. */
+static void read_into_hash(hu_upload_hash *h, uint64_t upto, int polite) {
     char *buf = malloc(HASH_READ);
     if (buf == NULL) {
         h->err = -ENOMEM;
@@ -55,6 +52,32 @@ static void hash_file(hu_upload_hash *h, uint64_t upto, int polite) {
             sched_yield();
     }
     free(buf);
+}
+
+static void hash_step(void *arg, const char *p, size_t n) {
+    hu_upload_hash_piece(arg, p, n);
+}
+
+static void hash_step_politely(void *arg, const char *p, size_t n) {
+    hu_upload_hash_piece(arg, p, n);
+    sched_yield();
+}
+
+/* Hashed where the bytes lie in the page cache, through a mapping (mapped_read.h): the pread
+ * copy into a buffer was 8 % of the server's CPU in a 1 GiB PUT (perf), and the mapping saves
+ * 4-5 % (it costs the rest). Read, and copied, only where the file cannot be mapped.
+ * With polite, the thread offers its core between steps: the hash job is background work, and
+ * the write job and the loop thread it would keep waiting for a core (the next piece's write
+ * cannot start, a finished one is not seen) are what the upload's pace depends on. */
+static void hash_file(hu_upload_hash *h, uint64_t upto, int polite) {
+    if (h->err < 0 || h->done >= upto)
+        return;
+    int rc = hu_mapped_read(h->fd, h->base + h->done, h->base + upto, HASH_READ,
+                            polite ? hash_step_politely : hash_step, h);
+    if (rc == -EIO) /* a page that could not be read: the file is not what was written */
+        h->err = rc;
+    else if (rc < 0)
+        read_into_hash(h, upto, polite);
 }
 
 void hu_upload_hash_file(hu_upload_hash *h, uint64_t upto) { hash_file(h, upto, 0); }
