@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "check.h"
 #include "mapped_read.h"
@@ -85,6 +86,35 @@ TEST(a_file_cut_short_fails_the_read_not_the_process)
     CHECK(r.seen >= (1u << 20));
 }
 
+/* The server reads on libuv's thread pool: the fault must come back to the pool thread that
+ * took it (a pool thread that blocked SIGBUS would die of it instead). */
+typedef struct {
+    uv_work_t work;
+    int fd, rc;
+    reader r;
+} pool_read;
+
+static void pool_job(uv_work_t *w) {
+    pool_read *j = (pool_read *)w;
+    j->rc = hu_mapped_read(j->fd, 0, 3u << 20, 65536, take, &j->r);
+}
+
+static void pool_done(uv_work_t *w, int status) { (void)w, (void)status; }
+
+TEST(a_file_cut_short_fails_the_read_on_a_pool_thread_too)
+{
+    pool_read j = {.fd = make_file((1u << 20) + 100), .rc = 1};
+    CHECK(j.fd >= 0);
+    uv_loop_t loop;
+    CHECK_INT(uv_loop_init(&loop), 0);
+    CHECK_INT(uv_queue_work(&loop, &j.work, pool_job, pool_done), 0);
+    CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    close(j.fd);
+    CHECK_INT(j.rc, -EIO);
+    CHECK(j.r.seen >= (1u << 20));
+}
+
 TEST(a_sigbus_not_from_a_read_still_ends_the_process)
 {
     /* the handler only takes back the faults of a window being read: any other SIGBUS does
@@ -110,5 +140,6 @@ TEST(a_sigbus_not_from_a_read_still_ends_the_process)
 TEST_MAIN({
     RUN(every_byte_in_order_in_steps);
     RUN(a_file_cut_short_fails_the_read_not_the_process);
+    RUN(a_file_cut_short_fails_the_read_on_a_pool_thread_too);
     RUN(a_sigbus_not_from_a_read_still_ends_the_process);
 })
