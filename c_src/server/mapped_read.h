@@ -12,10 +12,11 @@
 
 typedef void (*hu_mapped_fn)(void *arg, const char *p, size_t n);
 
-/* Calls fn(arg, p, n) over the bytes [from, to) of fd in order, at most step bytes a call,
- * mapping a window of the file at a time. 0 when all were passed; -EIO when a page could
- * not be read (fn saw only the bytes before it); another negative errno when the file could
- * not be mapped (the caller reads the rest, from where fn stopped, another way). */
+/* Calls fn(arg, p, n) over the bytes [from, to) of fd in order, at most step (> 0) bytes a
+ * call, mapping a window of the file at a time. 0 when all were passed; -EIO when the file
+ * ends before to or a page could not be read (fn saw only bytes the file has, those before
+ * it); another negative errno when the file could not be mapped or SIGBUS not caught (the
+ * caller reads the rest, from where fn stopped, another way). */
 int hu_mapped_read(int fd, uint64_t from, uint64_t to, size_t step, hu_mapped_fn fn, void *arg);
 
 #endif
