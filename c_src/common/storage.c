@@ -41,14 +41,15 @@ static int open_subdir(int dirfd, const char *name, int *out) {
 int hu_storage_open(const char *dir, int do_fsync, hu_storage *s) {
     s->dirfd = s->filesfd = s->statefd = s->partfd = s->metafd = s->thumbfd = -1;
     s->do_fsync = do_fsync;
-    if ((s->synced_shards = calloc(32, 1)) == NULL)
-        return -ENOMEM;
-    if (mkdir(dir, 0750) < 0 && errno != EEXIST)
-        return -errno;
-    s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (s->dirfd < 0)
-        return -errno;
-    int rc = open_subdir(s->dirfd, "files", &s->filesfd);
+    /* every failure goes through hu_storage_close below: nothing opened or allocated leaks */
+    s->synced_shards = calloc(32, 1);
+    int rc = s->synced_shards == NULL ? -ENOMEM : 0;
+    if (rc == 0 && mkdir(dir, 0750) < 0 && errno != EEXIST)
+        rc = -errno;
+    if (rc == 0 && (s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = open_subdir(s->dirfd, "files", &s->filesfd);
     if (rc == 0)
         rc = open_subdir(s->dirfd, "state", &s->statefd);
     if (rc == 0)
